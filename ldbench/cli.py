@@ -1,0 +1,108 @@
+"""Command line: parse, call the API, print. Bad input -> one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ldbench import __version__
+from ldbench.errors import UserError
+
+EPILOG = """examples:
+  ldbench run --suite smoke                      embedded default, offline, a few minutes on 2 CPU cores
+  ldbench run --suite smoke --set drifts='[{delta: 0.1, train: noise, sample: every-step}]'
+  ldbench run --suite my_suite.yaml --base-model /models/stable-diffusion-v1-4 \\
+      --set evaluation.extractor=inception --inception-weights weights-inception-2015-12-05-6726825d.pth
+  ldbench suites | ldbench stats verify | ldbench stats show reference_stats/FILE.npz
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ldbench",
+        description="Benchmark Latent Drifting (a signed shift of the latent prior mean) for counterfactual "
+        "medical image synthesis with latent diffusion models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"ldbench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a suite: train, generate, evaluate, write results/report/tables")
+    r.add_argument("--suite", required=True, help="suite name (see `ldbench suites`) or path to a suite .yaml")
+    r.add_argument("--out", type=Path, help="output directory (default: reports/SUITE)")
+    r.add_argument("--cache-dir", type=Path, help="artifact cache (default: $LDBENCH_CACHE_DIR or the user cache dir)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a suite key (YAML value), e.g. evaluation.bootstrap=100; repeatable")
+    r.add_argument("--base-model", help="a diffusers Stable Diffusion directory or hub id instead of the embedded model")
+    r.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked)")
+    r.add_argument("--allow-unverified-weights", action="store_true",
+                   help="use an Inception weights file whose hash differs (records then say inception-unverified)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("suites", help="list the suites in benchmarks/suites with their size")
+    sub.add_parser("datasets", help="list the registered datasets")
+    sub.add_parser("methods", help="list the fine-tuning methods and what each trains")
+
+    s = sub.add_parser("stats", help="reference statistics: build, show, verify")
+    ssub = s.add_subparsers(dest="stats_command", required=True)
+    b = ssub.add_parser("build", help="compute reference statistics of a dataset split")
+    b.add_argument("--dataset", required=True)
+    b.add_argument("--split", default="test", choices=["train", "val", "test"])
+    b.add_argument("--extractor", default="domain")
+    b.add_argument("--inception-weights")
+    b.add_argument("--allow-unverified-weights", action="store_true")
+    b.add_argument("--out", type=Path, help="output .npz (default: reference_stats/DATASET_SPLIT_EXTRACTOR.npz)")
+    b.add_argument("--cache-dir", type=Path)
+    sh = ssub.add_parser("show", help="print a statistics file's description")
+    sh.add_argument("file", type=Path)
+    v = ssub.add_parser("verify", help="check reference_stats/ against its manifest (exit 1 on any mismatch)")
+    v.add_argument("--dir", type=Path, help="statistics directory (default: the shipped reference_stats/)")
+
+    e = sub.add_parser("extractors", help="feature extractors: list, or train the offline domain extractor")
+    esub = e.add_subparsers(dest="extractors_command", required=True)
+    esub.add_parser("list", help="list feature extractors")
+    t = esub.add_parser("train-domain", help="train the offline `domain` extractor on a dataset's train split")
+    t.add_argument("--dataset", default="synth-brain")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--out", type=Path, help="output .safetensors (default: the shipped weights file)")
+    t.add_argument("--cache-dir", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"ldbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ldbench: interrupted; completed stages are cached and a rerun resumes from them", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    from ldbench import commands
+
+    if args.command == "run":
+        return commands.run(args)
+    if args.command == "suites":
+        return commands.suites()
+    if args.command == "datasets":
+        return commands.datasets()
+    if args.command == "methods":
+        return commands.methods()
+    if args.command == "stats":
+        return {"build": commands.stats_build, "show": commands.stats_show, "verify": commands.stats_verify}[
+            args.stats_command](args)
+    if args.command == "extractors":
+        return {"list": commands.extractors_list, "train-domain": commands.train_domain}[args.extractors_command](args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,160 @@
+"""What each CLI command does: call the API, print the outcome with rich."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ldbench.errors import UserError
+from ldbench.paths import REFERENCE_STATS_DIR, resolve_cache_dir
+
+out = Console()
+
+
+def run(args) -> int:
+    from ldbench.config import load_suite
+
+    suite = load_suite(args.suite, args.overrides)  # before the heavy runner import: bad input fails fast
+    from ldbench.runner.run import RunOptions, run_suite
+
+    out_dir = (args.out or Path.cwd() / "reports" / suite.name).resolve()
+    opts = RunOptions(out_dir=out_dir, cache_dir=resolve_cache_dir(args.cache_dir), quiet=args.quiet,
+                      base_model=args.base_model, inception_weights=args.inception_weights,
+                      allow_unverified_weights=args.allow_unverified_weights)
+    result = run_suite(suite, opts)
+    built = sum(not e["cached"] for e in result.store_events)
+    if not args.quiet:
+        out.print((out_dir / "tables" / "main.md").read_text(), markup=False)
+    out.print(f"{len(result.records)} records in {result.seconds:.1f} s ({built} stages computed, "
+              f"{len(result.store_events) - built} from cache)")
+    out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}\ntable:   "
+              f"{out_dir / 'tables' / 'main.md'}")
+    return 0
+
+
+def suites() -> int:
+    from ldbench.config import available_suites, load_suite
+
+    table = Table("suite", "cells", "datasets × methods × drifts × seeds × editors", "description")
+    for name in available_suites():
+        s = load_suite(name)
+        table.add_row(name, str(len(s.cells())),
+                      f"{len(s.datasets)} × {len(s.methods)} × {len(s.drifts)} × {len(s.seeds)} × {len(s.editors)}",
+                      s.description)
+    out.print(table)
+    return 0
+
+
+def datasets() -> int:
+    from ldbench.data import DATASETS
+
+    table = Table("dataset", "needs", "description")
+    for name, factory in DATASETS:
+        doc = (factory.__doc__ or "").strip().splitlines()
+        table.add_row(name, getattr(factory, "needs", "nothing (embedded)"), doc[0] if doc else "")
+    out.print(table)
+    return 0
+
+
+def methods() -> int:
+    from ldbench.methods import METHODS
+
+    table = Table("method", "trains")
+    for name, m in METHODS:
+        table.add_row(name, m.trains)
+    out.print(table)
+    return 0
+
+
+def _extractor(name: str, args):
+    from ldbench.metrics.extractors import create_extractor
+
+    options = {}
+    if name.startswith("inception"):
+        if getattr(args, "inception_weights", None):
+            options["weights_path"] = args.inception_weights
+        if getattr(args, "allow_unverified_weights", False):
+            options["allow_unverified"] = True
+    return create_extractor(name, **options)
+
+
+def stats_build(args) -> int:
+    from ldbench.config import Component
+    from ldbench.metrics.stats import write_manifest
+    from ldbench.runner import stages
+    from ldbench.runner.store import Store
+
+    extractor = _extractor(args.extractor, args)
+    ds = stages.make_dataset(Component(args.dataset))
+    ctx = stages.Context(store=Store(resolve_cache_dir(args.cache_dir)))
+    data_art = stages.dataset_stage(ctx, ds)
+    target = args.out or REFERENCE_STATS_DIR / f"{ds.name}_{args.split}_{extractor.name}.npz"
+    from ldbench import __version__
+    from ldbench.metrics.stats import build_reference_stats, save_reference_stats
+
+    images = stages.load_table(data_art).split(args.split).images
+    meta = {**stages.expected_stats_meta(ds, data_art, args.split, extractor), "ldbench_version": __version__}
+    stats = build_reference_stats(images, extractor, meta, keep_features=True)
+    save_reference_stats(stats, Path(target))
+    if Path(target).resolve().parent == REFERENCE_STATS_DIR.resolve():
+        write_manifest(REFERENCE_STATS_DIR)
+    out.print(f"wrote {target} (n={stats.meta['n']}, extractor {extractor.name})")
+    return 0
+
+
+def stats_show(args) -> int:
+    from ldbench.metrics.stats import load_reference_stats
+
+    stats = load_reference_stats(args.file)
+    out.print_json(json.dumps(stats.meta))
+    return 0
+
+
+def stats_verify(args) -> int:
+    from ldbench.metrics.stats import verify_manifest
+
+    directory = args.dir or REFERENCE_STATS_DIR
+    problems = verify_manifest(directory)
+    if problems:
+        for p in problems:
+            out.print(f"[red]✗[/red] {p}")
+        return 1
+    out.print(f"[green]✓[/green] every file listed in {directory / 'manifest.json'} matches its SHA-256")
+    return 0
+
+
+def extractors_list(args) -> int:
+    from ldbench.metrics.extractors import EXTRACTORS
+
+    table = Table("extractor", "description")
+    for name, factory in EXTRACTORS:
+        doc = (factory.__doc__ or "").strip().splitlines()
+        table.add_row(name, doc[0] if doc else "")
+    out.print(table)
+    return 0
+
+
+def train_domain(args) -> int:
+    from ldbench.config import Component
+    from ldbench.metrics.domain import DEFAULT_WEIGHTS, save_domain_net, train_domain_net
+    from ldbench.runner import stages
+    from ldbench.runner.store import Store
+
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    ds = stages.make_dataset(Component(args.dataset))
+    ctx = stages.Context(store=Store(resolve_cache_dir(args.cache_dir)))
+    data_art = stages.dataset_stage(ctx, ds)
+    train = stages.load_table(data_art).split("train")
+    labels = {k: v for k, v in train.attributes.items() if k not in ("subject", "visit", "split")}
+    net = train_domain_net(train.images, labels, seed=args.seed, epochs=args.epochs)
+    target = args.out or DEFAULT_WEIGHTS
+    meta = {"dataset": ds.name, "dataset_version": ds.version, "dataset_options": json.dumps(ds.options()),
+            "content_hash": data_art.meta["content_hash"], "split": "train", "seed": str(args.seed),
+            "epochs": str(args.epochs), "labels": ",".join(sorted(labels))}
+    save_domain_net(net, Path(target), meta)
+    out.print(f"wrote {target}")
+    return 0

@@ -1,0 +1,260 @@
+"""Suites: YAML files of frozen dataclasses. `include:` merges other suite files, unknown keys are
+rejected with the valid ones listed, `--set a.b=value` overrides any key, and the resolved config is
+saved with every result."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ldbench.drift import Drift
+from ldbench.errors import UserError
+from ldbench.paths import SUITES_DIR
+
+SUITE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component by name, with its options (validated by the component itself)."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    def __hash__(self) -> int:  # options is a dict; hashing by the canonical form keeps Component usable in sets
+        from ldbench.hashing import canonical_json
+
+        return hash((self.name, canonical_json(self.options)))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How generated sets are scored (all part of the metrics stage's cache key)."""
+
+    extractor: str = "domain"
+    extractor_options: dict = field(default_factory=dict)
+    reference_split: str = "test"
+    kid_subset_size: int = 50
+    kid_subsets: int = 100
+    bootstrap: int = 200  # B, bootstrap resamples of the generated set for the 95% CIs
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str = ""
+    datasets: tuple[Component, ...] = ()
+    base_model: Component = Component("embedded")
+    methods: tuple[Component, ...] = ()
+    drifts: tuple[Drift, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    editors: tuple[Component, ...] = ()
+    evaluation: Evaluation = Evaluation()
+    version: int = SUITE_FORMAT_VERSION
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(d, m, dr, s, e)
+            for d, m, dr, s, e in itertools.product(self.datasets, self.methods, self.drifts, self.seeds, self.editors)
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "datasets": [dataclasses.asdict(c) for c in self.datasets],
+            "base_model": dataclasses.asdict(self.base_model),
+            "methods": [dataclasses.asdict(c) for c in self.methods],
+            "drifts": [d.to_dict() for d in self.drifts],
+            "seeds": list(self.seeds),
+            "editors": [dataclasses.asdict(c) for c in self.editors],
+            "evaluation": dataclasses.asdict(self.evaluation),
+        }
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: Component
+    method: Component
+    drift: Drift
+    seed: int
+    editor: Component
+
+
+_TOP_KEYS = {"version", "description", "include", "datasets", "base_model", "methods", "drifts", "seeds",
+             "editors", "evaluation"}
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def suite_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise UserError(f"suite file {p} does not exist")
+        return p
+    candidate = SUITES_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        import difflib
+
+        names = available_suites()
+        close = difflib.get_close_matches(name_or_path, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown suite {name_or_path!r}; valid: {', '.join(names)} (or a path to a .yaml file).{hint}")
+    return candidate
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise UserError(f"{path}: include cycle ({' -> '.join(str(s) for s in seen)})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot read suite YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a suite must be a YAML mapping")
+    includes = raw.pop("include", None) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise UserError(f"{path}: 'include' must be a file name or a list of file names")
+    merged: dict = {}
+    for inc in includes:
+        _merge(merged, _read_yaml((path.parent / inc), (*seen, path)))
+    _merge(merged, raw)
+    return merged
+
+
+def _merge(base: dict, update: dict) -> None:
+    """Merge `update` into `base`; nested mappings merge key by key, anything else is replaced."""
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base[k] = dict(base[k])
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """`a.b=value`, value parsed as YAML (numbers, lists, booleans)."""
+    if "=" not in assignment:
+        raise UserError(f"--set {assignment!r}: expected KEY=VALUE, e.g. evaluation.bootstrap=100")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    target = data
+    for p in parts[:-1]:
+        target = target.setdefault(p, {})
+        if not isinstance(target, dict):
+            raise UserError(f"--set {assignment!r}: {p!r} is not a mapping; set the whole value instead")
+    try:
+        target[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise UserError(f"--set {assignment!r}: value is not valid YAML") from None
+
+
+def _component(value: Any, where: str) -> Component:
+    if isinstance(value, str):
+        return Component(value)
+    if isinstance(value, dict):
+        _reject_unknown(value, {"name", "options"}, where)
+        if "name" not in value:
+            raise UserError(f"{where}: missing 'name'")
+        options = value.get("options") or {}
+        if not isinstance(options, dict):
+            raise UserError(f"{where}.options must be a mapping")
+        return Component(str(value["name"]), dict(options))
+    raise UserError(f"{where}: expected a name or {{name, options}}, got {value!r}")
+
+
+def _reject_unknown(d: dict, valid: set[str], where: str) -> None:
+    unknown = set(d) - valid
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+
+
+def _list(data: dict, key: str, source: str) -> list:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise UserError(f"{source}: '{key}' must be a list")
+    return value
+
+
+def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
+    path = suite_path(name_or_path)
+    data = _read_yaml(path)
+    for o in overrides:
+        apply_override(data, o)
+    src = str(path)
+    _reject_unknown(data, _TOP_KEYS, src)
+    if data.get("version", SUITE_FORMAT_VERSION) != SUITE_FORMAT_VERSION:
+        raise UserError(f"{src}: suite format version {data['version']!r} is not supported (expected {SUITE_FORMAT_VERSION})")
+    eval_raw = data.get("evaluation") or {}
+    if not isinstance(eval_raw, dict):
+        raise UserError(f"{src}: 'evaluation' must be a mapping, got {eval_raw!r}")
+    _reject_unknown(eval_raw, {f.name for f in dataclasses.fields(Evaluation)}, f"{src}: evaluation")
+    for f in dataclasses.fields(Evaluation):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.name in eval_raw and (type(eval_raw[f.name]) is not type(default)):
+            raise UserError(f"{src}: evaluation.{f.name} must be of type {type(default).__name__}, "
+                            f"got {eval_raw[f.name]!r}")
+    drifts = []
+    for i, d in enumerate(_list(data, "drifts", src)):
+        if not isinstance(d, dict):
+            raise UserError(f"{src}: drifts[{i}] must be a mapping like {{delta: 0.1, train: noise, sample: init}}")
+        try:
+            drifts.append(Drift.from_dict(d))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{src}: drifts[{i}]: {exc}") from None
+    seeds_raw = _list(data, "seeds", src)
+    if not all(type(s) is int for s in seeds_raw):
+        raise UserError(f"{src}: 'seeds' must be a list of integers, got {seeds_raw!r}")
+    seeds = tuple(seeds_raw) or (0,)
+    suite = Suite(
+        name=path.stem,
+        description=str(data.get("description") or ""),
+        datasets=tuple(_component(c, f"{src}: datasets[{i}]") for i, c in enumerate(_list(data, "datasets", src))),
+        base_model=_component(data.get("base_model", "embedded"), f"{src}: base_model"),
+        methods=tuple(_component(c, f"{src}: methods[{i}]") for i, c in enumerate(_list(data, "methods", src))),
+        drifts=tuple(drifts),
+        seeds=seeds,
+        editors=tuple(_component(c, f"{src}: editors[{i}]") for i, c in enumerate(_list(data, "editors", src))),
+        evaluation=Evaluation(**eval_raw),
+    )
+    for key in ("datasets", "methods", "drifts", "editors"):
+        if not getattr(suite, key):
+            raise UserError(f"{src}: '{key}' is empty; a suite needs at least one")
+    _validate_names(suite, src)
+    return suite
+
+
+def _validate_names(suite: Suite, src: str) -> None:
+    from ldbench.data import DATASETS
+    from ldbench.generate import EDITORS
+    from ldbench.methods import METHODS
+
+    for c in suite.datasets:
+        DATASETS.get(c.name)
+    for c in suite.methods:
+        METHODS.get(c.name)
+    for c in suite.editors:
+        EDITORS.get(c.name)
+
+
+def build_options(cls, options: dict, where: str):
+    """Instantiate an options dataclass, rejecting unknown keys with the valid ones listed."""
+    valid = {f.name for f in dataclasses.fields(cls)}
+    _reject_unknown(options, valid, where)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise UserError(f"{where}: {exc}") from None

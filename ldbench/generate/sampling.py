@@ -1,0 +1,104 @@
+"""The reverse process under a Drift, driving diffusers' schedulers without copying their step code.
+
+The loop mirrors diffusers' StableDiffusionPipeline (same random draws in the same order, same
+classifier-free guidance), so with δ = 0 it returns exactly what the pipeline returns; the only
+additions are ldbench.drift's two hooks: the initial latents and the per-step mean shift (Eq. 4).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from ldbench.drift import Drift, after_step, forward_noised, initial_latents
+from ldbench.methods.loop import tokenize
+
+
+@torch.no_grad()
+def encode_prompts(parts: dict, prompts: list[str], guidance_scale: float) -> torch.Tensor:
+    """Text embeddings, [unconditional; conditional] when guidance is on (the pipeline's order)."""
+    device = parts["unet"].device
+    cond = parts["text_encoder"](tokenize(parts["tokenizer"], prompts).to(device))[0]
+    if guidance_scale <= 1.0:
+        return cond
+    uncond = parts["text_encoder"](tokenize(parts["tokenizer"], [""] * len(prompts)).to(device))[0]
+    return torch.cat([uncond, cond])
+
+
+@torch.no_grad()
+def denoise(parts: dict, scheduler, latents: torch.Tensor, timesteps, embeddings: torch.Tensor,
+            guidance_scale: float, drift: Drift, generator: torch.Generator | None) -> torch.Tensor:
+    unet = parts["unet"]
+    extra = {"generator": generator} if "generator" in _step_params(scheduler) else {}
+    for t in timesteps:
+        model_in = torch.cat([latents] * 2) if guidance_scale > 1.0 else latents
+        model_in = scheduler.scale_model_input(model_in, t)
+        eps = unet(model_in, t, encoder_hidden_states=embeddings).sample
+        if guidance_scale > 1.0:
+            uncond, cond = eps.chunk(2)
+            eps = uncond + guidance_scale * (cond - uncond)
+        latents = scheduler.step(eps, t, latents, **extra).prev_sample
+        latents = after_step(drift, latents)  # Eq. 4: x_{t-1} ~ N(μ_θ(x_t, t) + δ, Σ_θ)
+    return latents
+
+
+def _step_params(scheduler) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(scheduler.step).parameters)
+
+
+@torch.no_grad()
+def text_to_latents(parts: dict, scheduler, prompts: list[str], drift: Drift, steps: int,
+                    guidance_scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Sample z_0 for each prompt, starting from z_T ~ N(δ, I) under the drift's sampling placement."""
+    unet = parts["unet"]
+    scheduler.set_timesteps(steps, device=unet.device)
+    size = unet.config.sample_size
+    shape = (len(prompts), unet.config.in_channels, size, size)
+    noise = randn_tensor(shape, generator=generator, device=unet.device, dtype=unet.dtype)
+    latents = initial_latents(drift, noise, scheduler.init_noise_sigma)
+    embeddings = encode_prompts(parts, prompts, guidance_scale)
+    return denoise(parts, scheduler, latents, scheduler.timesteps, embeddings, guidance_scale, drift, generator)
+
+
+@torch.no_grad()
+def edit_latents(parts: dict, scheduler, source_latents: torch.Tensor, prompts: list[str], drift: Drift,
+                 steps: int, strength: float, guidance_scale: float, generator: torch.Generator) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022): noise the source to `strength`, denoise with the target prompt.
+
+    The same timestep truncation as diffusers' img2img pipeline; the forward noise is drifted like
+    z_T (ε' = ε + δ) so an edit starts on the same shifted prior as a text-to-image sample.
+    """
+    scheduler.set_timesteps(steps, device=source_latents.device)
+    n_run = min(int(steps * strength), steps)
+    timesteps = scheduler.timesteps[steps - n_run:]
+    if n_run == 0:
+        return source_latents
+    noise = randn_tensor(source_latents.shape, generator=generator, device=source_latents.device,
+                         dtype=source_latents.dtype)
+    start = forward_noised(drift, scheduler, source_latents, noise, timesteps[:1].repeat(len(source_latents)))
+    embeddings = encode_prompts(parts, prompts, guidance_scale)
+    return denoise(parts, scheduler, start, timesteps, embeddings, guidance_scale, drift, generator)
+
+
+@torch.no_grad()
+def encode_images(parts: dict, images: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    """Gray images (N, H, W) in [0, 1] -> scaled latent means (N, C, h, w)."""
+    vae = parts["vae"]
+    out = []
+    for i in range(0, len(images), chunk):
+        x = images[i : i + chunk, None].repeat(1, 3, 1, 1).to(vae.device, vae.dtype) * 2 - 1
+        out.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decode_latents(parts: dict, latents: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    """Scaled latents -> gray images (N, H, W) in [0, 1] (mean of the decoded RGB channels)."""
+    vae = parts["vae"]
+    out = []
+    for i in range(0, len(latents), chunk):
+        rgb = vae.decode(latents[i : i + chunk] / vae.config.scaling_factor).sample
+        out.append(((rgb.float().clamp(-1, 1) + 1) / 2).mean(dim=1).cpu())
+    return torch.cat(out)

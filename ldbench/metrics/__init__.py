@@ -1,0 +1,1 @@
+"""Metrics: pure math (math.py), feature extractors (registry), reference statistics files, scores."""

@@ -1,0 +1,298 @@
+"""The offline `domain` feature extractor: a small CNN trained on the benchmark's own images.
+
+It is NOT Inception: distances on its features are FD / KD, never FID / KID. It exists so that the
+benchmark runs fully offline and has a feature space that knows the medical attributes (it is trained
+to predict them). Weights are a safetensors file (no pickle) whose metadata says how they were made.
+
+Input: one-channel 64 x 64 images in [0, 1]; other sizes are resized with torch bilinear antialias.
+Features: the 64-d layer before the heads. Inference runs in float64, so the batch size does not
+change the features beyond rounding at the 1e-12 level.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ldbench.errors import UserError
+from ldbench.fsutil import atomic_write
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "domain-synth-brain.safetensors"
+INPUT_SIZE = 64
+FEATURE_DIM = 64
+FORMAT = "ldbench-domain-net/1"
+TRAIN_COMMAND = "ldbench extractors train-domain"
+# How far outside [0, 1] pixel values may stray (decoder overshoot) before they are refused, not clipped.
+RANGE_TOLERANCE = 0.01
+
+
+def check_image_shape(images: np.ndarray) -> np.ndarray:
+    """Grayscale images (N, H, W), N >= 1, returned as an array without copying."""
+    x = np.asarray(images)
+    if x.ndim != 3:
+        raise UserError(f"expected grayscale images of shape (N, H, W), got shape {x.shape}")
+    if len(x) == 0:
+        raise UserError("no images to extract features from")
+    return x
+
+
+def unit_range(images: np.ndarray) -> np.ndarray:
+    """Images as float64 clipped to [0, 1]; NaN/inf or values beyond the tolerance (e.g. [-1, 1] or
+    [0, 255] images) are an error, not silently clipped. Extractors call it one batch at a time."""
+    x = np.asarray(images, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise UserError("images contain NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+        raise UserError(f"images must have values in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+    return np.clip(x, 0.0, 1.0)
+
+
+def check_images(images: np.ndarray) -> np.ndarray:
+    """check_image_shape + unit_range on the whole set: (N, H, W) float64 in [0, 1]."""
+    return unit_range(check_image_shape(images))
+
+
+def to_input(images: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N, H, W) in [0, 1] -> (N, 1, 64, 64) tensor; other sizes resized (bilinear, antialias)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(dtype)[:, None]
+    if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+        x = F.interpolate(
+            x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False
+        )
+    return x
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One prediction head: `categorical` (cross-entropy over `classes`) or `regression` (MSE on
+    (y - mean) / std)."""
+
+    name: str
+    kind: str
+    classes: tuple[str, ...] = ()
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.classes) if self.kind == "categorical" else 1
+
+
+def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.GroupNorm(min(8, c_out), c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DomainNet(nn.Module):
+    """1 x 64 x 64 -> conv/GroupNorm/ReLU blocks down to 4 x 4 -> global average pool -> 64-d features
+    (Linear + SiLU) -> one linear head per label."""
+
+    def __init__(
+        self,
+        heads: Sequence[HeadSpec] = (),
+        widths: Sequence[int] = (16, 32, 64, 128),
+        feature_dim: int = FEATURE_DIM,
+    ) -> None:
+        super().__init__()
+        self.head_specs = tuple(heads)
+        self.widths = tuple(int(w) for w in widths)
+        self.feature_dim = int(feature_dim)
+        # a stride-2 stem, then per stage a widening conv and a stride-2 conv: 64 -> 32 -> 16 -> 8 -> 4
+        layers: list[nn.Module] = [_block(1, self.widths[0], 2)]
+        c_in = self.widths[0]
+        for w in self.widths[1:]:
+            layers.append(_block(c_in, w, 1))
+            layers.append(_block(w, w, 2))
+            c_in = w
+        self.trunk = nn.Sequential(*layers)
+        self.embed = nn.Sequential(nn.Linear(c_in, self.feature_dim), nn.SiLU())
+        self.heads = nn.ModuleDict({h.name: nn.Linear(self.feature_dim, h.out_dim) for h in self.head_specs})
+        self.meta: dict[str, Any] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "widths": list(self.widths),
+            "feature_dim": self.feature_dim,
+            "heads": [asdict(h) for h in self.head_specs],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DomainNet:
+        heads = [HeadSpec(**{**h, "classes": tuple(h.get("classes", ()))}) for h in config.get("heads", [])]
+        return cls(heads, config["widths"], config["feature_dim"])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(x)
+        return self.embed(h.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.features(x)
+        return {name: head(z) for name, head in self.heads.items()}
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Targets:
+    specs: list[HeadSpec] = field(default_factory=list)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _make_targets(labels: dict[str, np.ndarray], n: int) -> _Targets:
+    out = _Targets()
+    for name in sorted(labels):
+        col = np.asarray(labels[name])
+        if len(col) != n:
+            raise UserError(f"label column {name!r} has {len(col)} rows for {n} images")
+        if col.dtype.kind == "f":
+            if not np.all(np.isfinite(col)):
+                raise UserError(f"label column {name!r} contains NaN or infinite values")
+            mean, std = float(col.mean()), float(col.std())
+            std = std if std > 0 else 1.0
+            out.specs.append(HeadSpec(name, "regression", (), mean, std))
+            out.tensors[name] = torch.from_numpy(((col - mean) / std).astype(np.float32))
+        else:
+            values = col.astype(str)
+            classes = tuple(sorted(set(values.tolist())))
+            if len(classes) < 2:
+                raise UserError(f"label column {name!r} has a single value {classes[0]!r}: nothing to learn")
+            index = {c: i for i, c in enumerate(classes)}
+            out.specs.append(HeadSpec(name, "categorical", classes))
+            out.tensors[name] = torch.tensor([index[v] for v in values.tolist()], dtype=torch.long)
+    if not out.specs:
+        raise UserError("training the domain extractor needs at least one label column")
+    return out
+
+
+def train_domain_net(
+    images: np.ndarray,
+    labels: dict[str, np.ndarray],
+    seed: int,
+    epochs: int = 12,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    log: Callable[[str], None] | None = None,
+) -> DomainNet:
+    """Train a DomainNet on `images` (N, H, W) in [0, 1] to predict every label column.
+
+    Float columns: regression head, MSE on standardised values; other columns (str, bool, int):
+    categorical head, cross-entropy. Deterministic for a given seed on CPU (same thread count); the
+    global torch RNG is left untouched. About 1-2 s per epoch for 400 images on 2 cores.
+    """
+    if epochs < 1:
+        raise UserError(f"epochs must be >= 1, got {epochs}")
+    x_np = check_images(images)
+    n = len(x_np)
+    if n < 2:
+        raise UserError(f"training the domain extractor needs at least 2 images, got {n}")
+    targets = _make_targets(labels, n)
+    x = to_input(x_np, torch.float32)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = DomainNet(targets.specs)
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        steps_per_epoch = (n + batch_size - 1) // batch_size
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
+        )
+        net.train()
+        history: list[float] = []
+        for epoch in range(epochs):
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for s in range(0, n, batch_size):
+                idx = perm[s : s + batch_size]
+                xb = x[idx]
+                # flips and small intensity jitter: the features should not hinge on orientation or gain
+                flip = torch.rand(len(idx), generator=gen) < 0.5
+                xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+                gain = 1.0 + 0.1 * (torch.rand(len(idx), 1, 1, 1, generator=gen) - 0.5)
+                xb = xb * gain
+                out = net(xb)
+                loss = torch.zeros(())
+                for spec in targets.specs:
+                    y = targets.tensors[spec.name][idx]
+                    if spec.kind == "categorical":
+                        loss = loss + F.cross_entropy(out[spec.name], y)
+                    else:
+                        loss = loss + F.mse_loss(out[spec.name][:, 0], y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            history.append(total / n)
+            if log is not None:
+                log(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
+    net.eval()
+    net.meta = {
+        "seed": seed,
+        "epochs": epochs,
+        "n_images": n,
+        "final_loss": history[-1],
+        "train_seconds": round(time.perf_counter() - start, 1),
+    }
+    return net
+
+
+# --- persistence (safetensors only) -------------------------------------------------------------
+
+
+def save_domain_net(net: DomainNet, path: Path, meta: dict) -> None:
+    """Write the weights and their description (config + `meta`, JSON in the safetensors metadata),
+    atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(net.config(), sort_keys=True),
+        "meta": json.dumps({**net.meta, **meta}, sort_keys=True, default=str),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_domain_net(path: Path) -> DomainNet:
+    """Read weights written by save_domain_net; `net.meta` holds their description."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"domain extractor weights {path} not found; make them with `{TRAIN_COMMAND}`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"format {metadata.get('format')!r}, expected {FORMAT!r}")
+        net = DomainNet.from_config(json.loads(metadata["config"]))
+        net.load_state_dict(tensors, strict=True)
+        net.meta = json.loads(metadata.get("meta", "{}"))
+    except UserError:
+        raise
+    except Exception as exc:  # safetensors, JSON and state-dict errors all mean: not our weights file
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"{path}: not a readable domain extractor weights file ({msg}); remake it with `{TRAIN_COMMAND}`"
+        ) from None
+    net.eval()
+    return net

@@ -1,0 +1,261 @@
+"""The embedded base model: a tiny latent diffusion model built from diffusers parts.
+
+No Stable Diffusion weights can be downloaded here, so ldbench builds a model with Stable Diffusion's
+anatomy at toy size and pretrains it on natural images that installed packages carry
+(scikit-image's data images and scikit-learn's sample images):
+
+- AutoencoderKL: 64x64 RGB -> 4x16x16 latents (downsampling 4). As in Stable Diffusion, the latent
+  scaling factor is 1 / std of the natural-image latents, so natural latents are ~unit variance and a
+  medical domain's latents sit off the N(0, I) prior: the mismatch Latent Drifting is about.
+- CLIPTextModel (2 layers, width 64) with a character-level CLIP BPE tokenizer written here (every
+  character is a token; no merges), saved in the standard CLIPTokenizer files. It is not trained: its
+  seeded initialisation is a fixed text embedding the UNet learns to read, frozen like SD's CLIP.
+- UNet2DConditionModel with cross-attention on the text, DDPM noise schedule of Stable Diffusion v1
+  (scaled_linear, 0.00085..0.012, 1000 steps), ε-prediction.
+
+Pretraining is deterministic under its seed on CPU, and the result is saved as an ordinary diffusers
+StableDiffusionPipeline directory, so the embedded model and a real Stable Diffusion take one loading path.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ldbench.progress import progress_bar
+
+IMAGE_SIZE = 64
+MAX_TOKENS = 64
+_TOKEN_CHARS = string.ascii_lowercase + string.digits + ",.'-/()+:%"
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Sizes and pretraining budget of the embedded model (all part of its cache key)."""
+
+    seed: int = 0
+    image_size: int = IMAGE_SIZE
+    vae_steps: int = 400
+    vae_crop: int = 32  # the autoencoder is fully convolutional: train it on 32x32 crops (4x cheaper)
+    unet_steps: int = 500
+    batch_size: int = 16
+    vae_lr: float = 2e-3
+    unet_lr: float = 1e-3
+    crops_per_image: int = 64
+
+
+# --- components ------------------------------------------------------------------------------------
+
+
+def write_char_tokenizer(directory: Path):
+    """A CLIPTokenizer whose vocabulary is single characters (plain and word-final) and no merges."""
+    from transformers import CLIPTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in _TOKEN_CHARS:
+        vocab[ch] = len(vocab)
+        vocab[ch + "</w>"] = len(vocab)
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(
+        str(directory / "vocab.json"),
+        str(directory / "merges.txt"),
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=MAX_TOKENS,
+    )
+
+
+def build_components(tokenizer_dir: Path, seed: int = 0) -> dict:
+    """Untrained diffusers components of the tiny model, initialised from `seed`."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer = write_char_tokenizer(tokenizer_dir)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer.get_vocab()),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=MAX_TOKENS,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=IMAGE_SIZE,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=IMAGE_SIZE // 4,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        # Cross-attention only at the 8x8 level: 2x faster on CPU than at 16x16, same conditioning.
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    scheduler = DDPMScheduler(
+        # Stable Diffusion v1's schedule and timestep spacing (steps_offset=1, as its scheduler config).
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, steps_offset=1,
+    )
+    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
+
+
+# --- natural images ---------------------------------------------------------------------------------
+
+
+def natural_images() -> list[tuple[str, np.ndarray]]:
+    """(caption word, float RGB image in [0, 1]) for every natural photo that scikit-image and
+    scikit-learn install with themselves (no download)."""
+    import skimage.data as skd
+    from sklearn.datasets import load_sample_images
+
+    names = [
+        "astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel", "horse", "moon",
+        "page", "rocket", "retina", "hubble_deep_field", "immunohistochemistry", "colorwheel", "cell",
+    ]
+    out = []
+    for name in names:
+        loader = getattr(skd, name, None)
+        if loader is None:
+            continue
+        try:
+            img = np.asarray(loader())
+        except Exception:  # noqa: BLE001 - an optional image a skimage build may lack
+            continue
+        out.append((name.replace("_", " "), _to_rgb01(img)))
+    sample = load_sample_images()
+    for fname, img in zip(sample.filenames, sample.images, strict=True):
+        out.append((Path(fname).stem, _to_rgb01(img)))
+    return out
+
+
+def _to_rgb01(img: np.ndarray) -> np.ndarray:
+    img = img.astype(np.float32)
+    if img.max() > 1.0:
+        img = img / (65535.0 if img.max() > 255 else 255.0)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.clip(img[..., :3], 0.0, 1.0)
+
+
+def natural_crops(n_per_image: int, size: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """Random crops at random scales, resized to `size`: (N, 3, size, size) in [-1, 1] and captions."""
+    rng = np.random.default_rng(seed)
+    crops, captions = [], []
+    for name, img in natural_images():
+        t = torch.from_numpy(img).permute(2, 0, 1)[None]
+        h, w = t.shape[-2:]
+        for _ in range(n_per_image):
+            side = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
+            y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+            crop = F.interpolate(t[..., y : y + side, x : x + side], size=(size, size), mode="bilinear", antialias=True)
+            if rng.random() < 0.5:
+                crop = crop.flip(-1)
+            crops.append(crop[0])
+            captions.append(f"a photo of {name}")
+    return torch.stack(crops).clamp(0, 1) * 2 - 1, captions
+
+
+# --- pretraining ------------------------------------------------------------------------------------
+
+
+def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = False) -> dict:
+    """Build and pretrain the tiny model, save it as a diffusers pipeline in `out_dir`.
+
+    Returns a summary (losses, scaling factor, image count) for provenance.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    from ldbench.methods.loop import TrainData, train_denoiser
+
+    torch.manual_seed(config.seed)
+    parts = build_components(out_dir / "_tokenizer_src", seed=config.seed)
+    images, captions = natural_crops(config.crops_per_image, config.image_size, config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+
+    # 1) the autoencoder: reconstruction + a small KL, as the LDM paper's KL-regularised autoencoder
+    #    (without its perceptual and adversarial terms, which would need downloaded networks).
+    vae = parts["vae"]
+    opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+    vae_losses = []
+    for _ in progress_bar(range(config.vae_steps), "pretrain autoencoder", quiet=quiet):
+        idx = torch.randint(len(images), (config.batch_size,), generator=gen)
+        y, x0 = (int(v) for v in torch.randint(0, config.image_size - config.vae_crop + 1, (2,), generator=gen))
+        x = images[idx, :, y : y + config.vae_crop, x0 : x0 + config.vae_crop]
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
+        recon = vae.decode(z).sample
+        loss = F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        vae_losses.append(loss.item())
+    vae.eval().requires_grad_(False)
+
+    # Stable Diffusion's recipe for the scaling factor: 1 / std of the (unscaled) natural latents.
+    with torch.no_grad():
+        means = torch.cat([vae.encode(images[i : i + 256]).latent_dist.mean for i in range(0, len(images), 256)])
+    scaling = float(1.0 / means.std())
+    vae.register_to_config(scaling_factor=scaling)
+
+    # 2) the UNet on the natural latents, through the same loop the fine-tuning methods use. The text
+    #    encoder stays frozen at its seeded initialisation (a fixed character-level text embedding), as
+    #    Stable Diffusion keeps its CLIP encoder frozen; training it too would double the CPU time.
+    data = TrainData.from_pixels(vae, images, captions)
+    unet_losses = train_denoiser(
+        parts,
+        data,
+        trainable=list(parts["unet"].parameters()),
+        drift=None,
+        steps=config.unet_steps,
+        batch_size=config.batch_size,
+        lr=config.unet_lr,
+        seed=config.seed,
+        desc="pretrain denoiser",
+        quiet=quiet,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        unet=parts["unet"],
+        scheduler=parts["scheduler"],
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out_dir / "pipeline", safe_serialization=True)
+    np.savez(out_dir / "natural_latents.npz", latents=(means[:512] * scaling).numpy().astype(np.float32))
+    return {
+        "natural_images": len(images),
+        "scaling_factor": scaling,
+        "vae_loss_last": float(np.mean(vae_losses[-20:])),
+        "unet_loss_last": float(np.mean(unet_losses[-20:])),
+    }

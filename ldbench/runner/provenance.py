@@ -1,0 +1,46 @@
+"""What every record carries so a number can be traced: versions, commit, device, date, threads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import platform
+import subprocess
+
+import torch
+
+from ldbench import __version__
+from ldbench.paths import REPO_ROOT
+
+PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "torch-fidelity", "numpy", "scipy",
+            "scikit-learn", "nilearn", "safetensors")
+
+
+def git_commit() -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "ldbench_version": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "packages": versions,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }

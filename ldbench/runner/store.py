@@ -1,0 +1,107 @@
+"""Content-addressed artifact store: every stage output lives under a hash of what produced it.
+
+key = sha256(stage, stage version, config, upstream keys). An entry is written to a temporary
+directory and renamed into place only when complete, with a manifest of its files' SHA-256; a run
+killed at any moment leaves no half-written entry, and a corrupted entry is detected and rebuilt,
+never used. A per-key file lock lets several runs share one store without doing the work twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from ldbench.hashing import canonical_json, sha256_file, stable_hash
+
+MANIFEST = "artifact.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    stage: str
+    key: str
+    path: Path
+    meta: dict
+    cached: bool  # True when this run found it complete in the store
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.events: list[dict] = []  # (stage, key, cached, seconds) of this process, for logs and tests
+
+    def key(self, stage: str, version: str, config: object, upstream: list[str]) -> str:
+        return stable_hash({"stage": stage, "version": version, "config": config, "upstream": sorted(upstream)})
+
+    def get_or_build(
+        self,
+        stage: str,
+        version: str,
+        config: object,
+        upstream: list[Artifact],
+        build: Callable[[Path], dict],
+    ) -> Artifact:
+        """Return the stored artifact for this input, building it with `build(tmp_dir) -> meta` if needed."""
+        key = self.key(stage, version, config, [a.key for a in upstream])
+        final = self.root / stage / key
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(exist_ok=True)
+        with FileLock(str(lock_dir / f"{stage}-{key}.lock")):
+            found = self._load(stage, key, final)
+            if found is not None:
+                self.events.append({"stage": stage, "key": key, "cached": True, "seconds": 0.0})
+                return found
+            tmp = self.root / stage / f".tmp-{key}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            start = time.perf_counter()
+            try:
+                meta = build(tmp)
+                files = {
+                    str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+                }
+                manifest = {"stage": stage, "version": version, "key": key, "config": json.loads(canonical_json(config)),
+                            "upstream": {a.stage: a.key for a in upstream}, "meta": meta, "files": files}
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+                meta = json.loads((tmp / MANIFEST).read_text())["meta"]  # as a later cache hit returns it
+                if final.exists():  # a corrupt entry found by _load: replace it
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            seconds = time.perf_counter() - start
+            self.events.append({"stage": stage, "key": key, "cached": False, "seconds": round(seconds, 3)})
+            return Artifact(stage, key, final, meta, cached=False)
+
+    def _load(self, stage: str, key: str, final: Path) -> Artifact | None:
+        manifest_path = final / MANIFEST
+        if not manifest_path.exists():
+            if final.exists():
+                shutil.rmtree(final)  # no manifest: never completed
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            meta = manifest["meta"]
+            intact = manifest["key"] == key and all(
+                (final / name).is_file() and sha256_file(final / name) == digest
+                for name, digest in manifest["files"].items()
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            intact = False
+        if not intact:
+            from ldbench.progress import console
+
+            console.print(f"[yellow]cache entry {final} is corrupt; rebuilding it[/yellow]")
+            return None
+        return Artifact(stage, key, final, meta, cached=True)

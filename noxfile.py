@@ -1,0 +1,24 @@
+"""nox sessions. Each installs into its own venv with pip (torch==2.14.1 comes from the local disk)."""
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session(python="3.11")
+def tests(session):
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session):
+    session.install("ruff")
+    session.run("ruff", "check", "ldbench", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def smoke(session):
+    session.install("-e", ".")
+    session.run("ldbench", "run", "--suite", "smoke", *session.posargs)

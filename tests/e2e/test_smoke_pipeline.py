@@ -1,0 +1,70 @@
+"""The whole pipeline at toy size: run, rerun (all cache hits, identical numbers), outputs well formed."""
+
+import json
+import math
+
+import pytest
+
+from ldbench.config import load_suite
+from ldbench.runner.run import RunOptions, run_suite
+
+pytestmark = pytest.mark.slow
+
+TOY = [
+    "datasets=[{name: synth-brain, options: {n_subjects: 24, visits: 2}}]",
+    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4}}",
+    "methods=[{name: finetune, options: {steps: 6, batch_size: 8}}]",
+    "editors=[{name: sdedit, options: {steps: 4, strength: 0.5}}, {name: text2img, options: {steps: 3}}]",
+    "evaluation.kid_subset_size=6",
+    "evaluation.kid_subsets=10",
+    "evaluation.bootstrap=20",
+]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    suite = load_suite("smoke", TOY)
+    opts = RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True)
+    first = run_suite(suite, opts)
+    return suite, opts, first
+
+
+def test_records_for_both_drifts_with_finite_metrics_and_cis(toy_run):
+    _, opts, first = toy_run
+    results = json.loads((opts.out_dir / "results.json").read_text())
+    records = results["records"]
+    assert len(records) == len(first.records) == 2 * 2 * 2  # drifts × editors × (FD, KD)
+    deltas = {r["drift"]["delta"] for r in records}
+    assert deltas == {0.0, 0.1}
+    for r in records:
+        assert r["metric"] in ("fd", "kd")  # domain extractor: never called FID/KID
+        assert r["extractor"] == "domain"
+        assert math.isfinite(r["value"])
+        lo, hi = r["ci95"]
+        assert lo <= hi
+        for key in ("dataset", "method", "drift", "seed", "editor", "n", "provenance"):
+            assert key in r
+        prov = r["provenance"]
+        assert prov["artifacts"]["finetune"] and prov["reference_stats"]["sha256"]
+        assert prov["environment"]["packages"]["torch"]
+
+
+def test_second_run_is_all_cache_hits_with_identical_numbers(toy_run):
+    suite, opts, first = toy_run
+    second = run_suite(suite, opts)
+    assert second.store_events and all(e["cached"] for e in second.store_events)
+    strip = [(r["metric"], r["editor"], r["drift"]["delta"], r["value"], r["ci95"]) for r in first.records]
+    again = [(r["metric"], r["editor"], r["drift"]["delta"], r["value"], r["ci95"]) for r in second.records]
+    assert strip == again
+
+
+def test_report_and_table_written(toy_run):
+    _, opts, _ = toy_run
+    html = (opts.out_dir / "report.html").read_text()
+    assert "Latent channel distributions" in html and "data:image/png;base64," in html
+    assert "not Inception" in html
+    table = (opts.out_dir / "tables" / "main.md").read_text()
+    assert "no LD" in table and "LD δ=0.1" in table and "FD [domain]" in table
+    events = (opts.out_dir / "events.jsonl").read_text().splitlines()
+    assert json.loads(events[0])["event"] == "start"
