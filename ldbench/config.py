@@ -8,13 +8,15 @@ import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ldbench.drift import Drift
 from ldbench.errors import UserError
 from ldbench.paths import SUITES_DIR
+
+if TYPE_CHECKING:  # imported where needed: ldbench.drift imports torch, and bad input should fail fast
+    from ldbench.drift import Drift
 
 SUITE_FORMAT_VERSION = 1
 
@@ -207,6 +209,8 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
         if f.name in eval_raw and (type(eval_raw[f.name]) is not type(default)):
             raise UserError(f"{src}: evaluation.{f.name} must be of type {type(default).__name__}, "
                             f"got {eval_raw[f.name]!r}")
+    from ldbench.drift import Drift
+
     drifts = []
     for i, d in enumerate(_list(data, "drifts", src)):
         if not isinstance(d, dict):
@@ -239,13 +243,15 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
 
 def _validate_names(suite: Suite, src: str) -> None:
     from ldbench.data import DATASETS
-    from ldbench.generate import EDITORS
-    from ldbench.methods import METHODS
 
     for c in suite.datasets:
         DATASETS.get(c.name)
+    from ldbench.methods import METHODS  # imports diffusers: only once the datasets are known to be valid
+
     for c in suite.methods:
         METHODS.get(c.name)
+    from ldbench.generate import EDITORS
+
     for c in suite.editors:
         EDITORS.get(c.name)
 

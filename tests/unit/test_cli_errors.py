@@ -1,0 +1,176 @@
+"""The CLI in a subprocess: bad input is one line on stderr (`ldbench: error: ...`), exit code 2, no
+traceback, and it fails fast (before any training); the listing commands and --help exit 0.
+
+Every invocation is started at once by a module fixture (each pays the torch/diffusers import, so
+running them side by side keeps the module to a few seconds of wall time)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HAVE_STATS = importlib.util.find_spec("ldbench.metrics.stats") is not None
+TIMEOUT_S = 120
+
+
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    workdir: Path
+
+
+def _cases(root: Path) -> dict[str, list[str]]:
+    """name -> argv; files they need are written under root."""
+    (root / "unknown_key.yaml").write_text(
+        "datasets: [synth-brain]\nmethods: [finetune]\ndrifts: [{delta: 0.1}]\neditors: [sdedit]\nbogus_key: 1\n")
+    (root / "unknown_dataset.yaml").write_text(
+        "datasets: [no-such-dataset]\nmethods: [finetune]\ndrifts: [{delta: 0.1}]\neditors: [sdedit]\n")
+    (root / "not_npz.npz").write_text("this is not a zip archive\n")
+    (root / "not_npz_with_sidecar.npz").write_text("this is not a zip archive either\n")
+    (root / "not_npz_with_sidecar.json").write_text('{"n": 10, "extractor": {"name": "domain", "dim": 4}}\n')
+    (root / "empty_model").mkdir()
+
+    def run(*extra: str, tag: str = "") -> list[str]:
+        return ["run", *extra, "--cache-dir", str(root / f"cache{tag}"), "--out", str(root / f"out{tag}")]
+
+    return {
+        "unknown_suite": run("--suite", "no-such-suite"),
+        "missing_suite_path": run("--suite", str(root / "missing.yaml")),
+        "unknown_key": run("--suite", str(root / "unknown_key.yaml")),
+        "set_without_equals": run("--suite", "smoke", "--set", "evaluation.bootstrap"),
+        "unknown_dataset": run("--suite", str(root / "unknown_dataset.yaml")),
+        "stats_show_missing": ["stats", "show", str(root / "missing.npz")],
+        "stats_show_not_npz": ["stats", "show", str(root / "not_npz.npz")],
+        "stats_show_not_npz_with_sidecar": ["stats", "show", str(root / "not_npz_with_sidecar.npz")],
+        "empty_base_model": run("--suite", "smoke", "--base-model", str(root / "empty_model"), "--quiet",
+                                tag="-model"),
+        "help": ["--help"],
+        "run_help": ["run", "--help"],
+        "suites": ["suites"],
+        "methods": ["methods"],
+        "datasets": ["datasets"],
+    }
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, Result]:
+    root = tmp_path_factory.mktemp("cli")
+    cases = _cases(root)
+    env = {**os.environ, "LDBENCH_CACHE_DIR": str(root / "env-cache"), "COLUMNS": "200", "NO_COLOR": "1"}
+
+    def one(name: str) -> Result:
+        workdir = root / f"cwd-{name}"
+        workdir.mkdir()
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "ldbench.cli", *cases[name]], cwd=workdir, env=env,
+                                  capture_output=True, text=True, timeout=TIMEOUT_S)
+            code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            code, stdout, stderr = -1, str(exc.stdout), f"timed out after {TIMEOUT_S} s"
+        return Result(cases[name], code, stdout, stderr, time.perf_counter() - t0, workdir)
+
+    # a few at a time: more only makes the imports fight over the cores
+    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
+        out = dict(zip(cases, pool.map(one, cases), strict=True))
+    out["_root"] = root  # type: ignore[assignment]
+    return out
+
+
+def assert_user_error(r: Result, *words: str) -> str:
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("ldbench: error: "), lines[0]
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+def test_unknown_suite(results):
+    line = assert_user_error(results["unknown_suite"], "no-such-suite", "smoke")
+    assert "unknown suite" in line
+
+
+def test_missing_suite_path(results):
+    assert_user_error(results["missing_suite_path"], "missing.yaml", "does not exist")
+
+
+def test_suite_with_unknown_key(results):
+    assert_user_error(results["unknown_key"], "bogus_key", "unknown_key.yaml")
+
+
+def test_set_without_equals(results):
+    assert_user_error(results["set_without_equals"], "evaluation.bootstrap", "KEY=VALUE")
+
+
+def test_suite_with_unknown_dataset(results):
+    assert_user_error(results["unknown_dataset"], "no-such-dataset", "synth-brain")
+
+
+@pytest.mark.parametrize("name", ["unknown_suite", "missing_suite_path", "unknown_key", "set_without_equals",
+                                  "unknown_dataset"])
+def test_suite_errors_touch_nothing(results, name):
+    root = results["_root"]
+    assert not (root / "out").exists()
+    assert not (root / "cache").exists()
+    assert not (root / "env-cache").exists()
+    assert list(results[name].workdir.iterdir()) == []  # no reports/ in the working directory
+
+
+@pytest.mark.skipif(not HAVE_STATS, reason="ldbench.metrics.stats not written yet")
+def test_stats_show_missing_file(results):
+    assert_user_error(results["stats_show_missing"], "missing.npz")
+
+
+@pytest.mark.skipif(not HAVE_STATS, reason="ldbench.metrics.stats not written yet")
+@pytest.mark.parametrize("name", ["stats_show_not_npz", "stats_show_not_npz_with_sidecar"])
+def test_stats_show_not_an_npz(results, name):
+    assert_user_error(results[name], f"{name.removeprefix('stats_show_')}.npz")
+
+
+def test_empty_base_model_dir_fails_before_training(results):
+    r = results["empty_base_model"]
+    assert_user_error(r, "empty_model", "model_index.json")
+    assert r.seconds < 60
+    cache = results["_root"] / "cache-model"
+    stages = {p.name for p in cache.iterdir() if not p.name.startswith(".")} if cache.exists() else set()
+    assert not stages & {"base-model", "finetune", "generate", "metrics"}, stages
+
+
+@pytest.mark.parametrize("name", ["help", "run_help", "suites", "methods", "datasets"])
+def test_info_commands_exit_zero(results, name):
+    r = results[name]
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stdout.strip()
+
+
+def test_help_texts(results):
+    assert "ldbench run --suite smoke" in results["help"].stdout
+    assert "--base-model" in results["run_help"].stdout and "--set" in results["run_help"].stdout
+    assert "smoke" in results["suites"].stdout
+    assert "finetune" in results["methods"].stdout
+    assert "synth-brain" in results["datasets"].stdout
+
+
+def test_argparse_errors_exit_two(tmp_path):
+    # argparse's own usage errors also exit 2 (with a usage line) and never print a traceback
+    r = subprocess.run([sys.executable, "-m", "ldbench.cli", "frobnicate"], capture_output=True, text=True,
+                       timeout=TIMEOUT_S, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "ldbench: error:" in r.stderr and "frobnicate" in r.stderr
