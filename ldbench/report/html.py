@@ -56,27 +56,22 @@ def _latent_figures(inputs: dict) -> list[dict]:
 
 
 def _sample_figures(inputs: dict, n: int = 4) -> list[dict]:
+    """Source / counterfactual / ground truth / difference for the first `n` edits of each edit set."""
     figures = []
-    edits = [g for g in inputs["generated"] if g["source_index"].min() >= 0]
-    for g in edits:
-        idx = g["source_index"][:n]
-        rows = []
-        for j, i in enumerate(idx):
-            src = g["source_images"][i]
-            cf = g["images"][j]
-            entries = [src, cf]
-            if g["ground_truth"] is not None:
-                gt = g["ground_truth"][i]
-                entries += [gt, cf - gt]
-            else:
-                entries += [cf - src]
-            rows.append((g["prompts"][j] if "prompts" in g else f"#{int(i)}", entries))
-        columns = ["source", "counterfactual"] + (["ground truth", "difference (cf − gt)"] if g["ground_truth"] is not None
+    for g in inputs["generated"]:
+        if g["source_index"].min() < 0:  # text-to-image: no source image
+            continue
+        has_gt = g["ground_truth"] is not None
+        columns = ["source", "counterfactual"] + (["ground truth", "difference (cf − gt)"] if has_gt
                                                  else ["difference (cf − source)"])
+        rows = []
+        for j, i in enumerate(g["source_index"][:n]):
+            src, cf = g["source_images"][i], g["images"][j]
+            entries = [src, cf, g["ground_truth"][i], cf - g["ground_truth"][i]] if has_gt else [src, cf, cf - src]
+            rows.append((f"test #{int(i)}", entries))
         figures.append({
             "title": f"{g['dataset']} · {g['method']} · {g['drift'].label} · {g['editor']} · seed {g['seed']}",
-            "src": _data_uri(plots.sample_grid([(f"test #{int(i)}", e) for (_, e), i in zip(rows, idx, strict=True)],
-                                               columns)),
+            "src": _data_uri(plots.sample_grid(rows, columns)),
         })
     return figures
 

@@ -33,11 +33,15 @@ def channel_distributions(groups: dict[str, np.ndarray], max_values: int = 20000
                 values = rng.choice(values, max_values, replace=False)
             rows.append(pd.DataFrame({"value": values, "channel": f"channel {c}", "latents": label}))
     df = pd.concat(rows, ignore_index=True)
+    # The x range covers the central 99% of all values: a few extreme natural-image latents would
+    # otherwise squeeze every curve into a spike.
+    lo, hi = np.percentile(df["value"], [0.5, 99.5])
     g = sns.displot(df, x="value", hue="latents", col="channel", kind="kde", common_norm=False, height=2.6,
-                    aspect=1.0, facet_kws={"sharey": False})
+                    aspect=1.0, facet_kws={"sharey": False}, clip=(lo - 0.5, hi + 0.5))
     g.set_titles("{col_name}")
     for ax in g.axes.flat:
         ax.axvline(0.0, color="grey", lw=0.6, ls=":")
+        ax.set_xlim(lo - 0.5, hi + 0.5)
     return _png(g.figure)
 
 

@@ -57,45 +57,52 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
     start = time.perf_counter()
     store = Store(opts.cache_dir)
     ctx = stages.Context(store=store, quiet=opts.quiet)
-    env = environment()
     base_spec = Component("diffusers", {"path": opts.base_model}) if opts.base_model else suite.base_model
     extractor = make_extractor(suite, opts)  # fails early (missing weights) before any training
-    ev = suite.evaluation
-    events_path = opts.out_dir / "events.jsonl"
-    opts.out_dir.mkdir(parents=True, exist_ok=True)
-    events = open(events_path, "a")  # noqa: SIM115 - kept open for the whole run
-
-    def log(event: str, **fields) -> None:
-        events.write(json.dumps({"t": round(time.perf_counter() - start, 3), "event": event, **fields}) + "\n")
-        events.flush()
-
     cells = suite.cells()
-    log("start", suite=suite.name, cells=len(cells))
-    if not opts.quiet:
-        console.print(f"[bold]ldbench[/bold] suite [cyan]{suite.name}[/cyan]: {len(cells)} cells, cache {opts.cache_dir}")
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    with open(opts.out_dir / "events.jsonl", "a") as events:
+
+        def log(event: str, **fields) -> None:
+            events.write(json.dumps({"t": round(time.perf_counter() - start, 3), "event": event, **fields}) + "\n")
+            events.flush()
+
+        log("start", suite=suite.name, cells=len(cells))
+        if not opts.quiet:
+            console.print(f"[bold]ldbench[/bold] suite [cyan]{suite.name}[/cyan]: {len(cells)} cells, "
+                          f"cache {opts.cache_dir}")
+        records = _run(suite, opts, ctx, base_spec, extractor, log)
+        seconds = time.perf_counter() - start
+        log("end", seconds=round(seconds, 2), built=sum(not e["cached"] for e in store.events))
+    return RunResult(records, opts.out_dir, seconds, store.events)
+
+
+def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extractor, log) -> list[dict]:
+    store, ev, env = ctx.store, suite.evaluation, environment()
 
     def log_stage() -> None:
-        if store.events:
-            log("stage", **store.events[-1])
+        log("stage", **store.events[-1])
 
-    base = stages.base_model_stage(ctx, base_spec)
-    log_stage()
+    # Data and reference statistics first: cheap, and every size check fails before any training.
     datasets: dict = {}
     for spec in suite.datasets:
         ds = stages.make_dataset(spec)
         art = stages.dataset_stage(ctx, ds)
         log_stage()
-        stats, stats_source = stages.reference_stats_stage(ctx, ds, art, ev.reference_split, extractor, ev.batch_size)
-        log("reference-stats", dataset=ds.name, **stats_source)
-        if ev.kid_subset_size > min(len(stats.features), art.meta["n_test"]):
+        if ev.kid_subset_size > art.meta["n_test"]:
             raise UserError(
                 f"evaluation.kid_subset_size={ev.kid_subset_size} is larger than the {art.meta['n_test']} test images "
                 f"of {ds.name}; set it explicitly, e.g. --set evaluation.kid_subset_size={art.meta['n_test']}"
             )
+        stats, stats_source = stages.reference_stats_stage(ctx, ds, art, ev.reference_split, extractor, ev.batch_size)
+        log("reference-stats", dataset=ds.name, **stats_source)
         datasets[spec] = (ds, art, stats, stats_source)
+    base = stages.base_model_stage(ctx, base_spec)
+    log_stage()
 
     records: list[dict] = []
-    generated_for_report: list[dict] = []
+    generated: list[dict] = []
+    cells = suite.cells()
     for i, cell in enumerate(cells, 1):
         ds, data_art, stats, stats_source = datasets[cell.dataset]
         if not opts.quiet:
@@ -137,18 +144,15 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
                 "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
                 "provenance": provenance,
             })
-        generated_for_report.append({"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen})
+        generated.append({"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen})
 
     latents = {spec: stages.latents_stage(ctx, art, base) for spec, (_, art, _, _) in datasets.items()}
-    write_outputs(suite, opts, records, base, datasets, latents, generated_for_report, env, log)
-    seconds = time.perf_counter() - start
-    log("end", seconds=round(seconds, 2), built=sum(not e["cached"] for e in store.events))
-    events.close()
-    return RunResult(records, opts.out_dir, seconds, store.events)
+    write_outputs(suite, opts, records, base, latents, generated, env, log)
+    return records
 
 
-def write_outputs(suite: Suite, opts: RunOptions, records: list[dict], base: Artifact, datasets: dict,
-                  latents: dict, generated: list[dict], env: dict, log) -> None:
+def write_outputs(suite: Suite, opts: RunOptions, records: list[dict], base: Artifact, latents: dict,
+                  generated: list[dict], env: dict, log) -> None:
     from ldbench.report.html import render_report
     from ldbench.report.tables import main_table_markdown
 

@@ -62,8 +62,10 @@ class Store:
             if found is not None:
                 self.events.append({"stage": stage, "key": key, "cached": True, "seconds": 0.0})
                 return found
+            # Leftovers of a build of this key killed mid-way (we hold its lock, so none is running).
+            for stale in (self.root / stage).glob(f".tmp-{key}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             tmp = self.root / stage / f".tmp-{key}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             start = time.perf_counter()
             try:
