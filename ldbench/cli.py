@@ -15,6 +15,7 @@ EPILOG = """examples:
   ldbench run --suite my_suite.yaml --base-model /models/stable-diffusion-v1-4 \\
       --set evaluation.extractor=inception --inception-weights weights-inception-2015-12-05-6726825d.pth
   ldbench suites | ldbench stats verify | ldbench stats show reference_stats/FILE.npz
+  ldbench fid generated/ real/ --extractor domain --kid --kid-subset-size 100   (see `ldbench fid --help`)
 """
 
 
@@ -69,7 +70,51 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=12)
     t.add_argument("--out", type=Path, help="output .safetensors (default: the shipped weights file)")
     t.add_argument("--cache-dir", type=Path)
+
+    f = sub.add_parser(
+        "fid",
+        help="FID/KID (FD/KD, FRD), PRDC between an image folder and a folder or reference statistics",
+        description="Distribution metrics of image folder A (the generated set) against B: an image folder "
+        "or a reference statistics .npz made by `ldbench stats build` (refused unless made with the same "
+        "extractor: name, weights SHA-256, resize and channel policies). Images: PNG/JPEG, 8- or 16-bit, "
+        "gray or RGB (RGB -> gray by the channel mean, alpha dropped), values divided by the type's "
+        "maximum, read in sorted name order and in batches; a corrupt file, an empty folder or images "
+        "of differing sizes are refused (nothing is resized silently). Metric names: fid/kid only for "
+        "the inception family, frd for radiomics, fd/kd otherwise.",
+        epilog=FID_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    f.add_argument("a", type=Path, help="image folder (generated set; the bootstrap resamples it)")
+    f.add_argument("b", type=Path, help="image folder or reference statistics .npz (reference set)")
+    f.add_argument("--extractor", required=True,
+                   help="feature extractor (see `ldbench extractors list`): inception, inception-clean, domain, "
+                   "radiomics, dinov2, clip")
+    f.add_argument("--kid", action="store_true", help="also the kernel distance (KID / KD)")
+    f.add_argument("--kid-subset-size", type=int, default=1000,
+                   help="KID subset size (default 1000, as torch-fidelity; must not exceed either set)")
+    f.add_argument("--kid-subsets", type=int, default=100, help="number of KID subsets (default 100)")
+    f.add_argument("--prdc", action="store_true", help="also precision, recall, density, coverage")
+    f.add_argument("--prdc-k", type=int, default=5, help="k of the PRDC k-NN balls (default 5)")
+    f.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                   help="bootstrap resamples of A for 95%% CIs (default 0: no CI)")
+    f.add_argument("--seed", type=int, default=0, help="seed of KID subsets and bootstrap (default 0)")
+    f.add_argument("--batch-size", type=int, default=64, help="images per extractor batch (default 64)")
+    f.add_argument("--json", action="store_true", help="print JSON records (the keys of results.json)")
+    f.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked)")
+    f.add_argument("--allow-unverified-weights", action="store_true",
+                   help="use an Inception weights file whose hash differs (named inception-unverified)")
+    f.add_argument("--weights", dest="extractor_weights",
+                   help="weights of the domain extractor (.safetensors) or of dinov2/clip (a transformers "
+                   "directory; default $LDBENCH_DINOV2_WEIGHTS / $LDBENCH_CLIP_WEIGHTS)")
     return p
+
+
+FID_EPILOG = """examples:
+  ldbench fid generated/ real/ --extractor domain --kid --kid-subset-size 100 --bootstrap 200
+  ldbench fid generated/ reference_stats/synth-brain_test_domain.npz --extractor domain --prdc --json
+  ldbench fid generated/ real/ --extractor inception --inception-weights weights-inception-2015-12-05-6726825d.pth
+exit status: 0 on success, 2 on bad input (one line `ldbench: error: ...` on stderr)
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +143,8 @@ def _dispatch(args) -> int:
     if args.command == "stats":
         return {"build": commands.stats_build, "show": commands.stats_show, "verify": commands.stats_verify}[
             args.stats_command](args)
+    if args.command == "fid":
+        return commands.fid(args)
     if args.command == "extractors":
         return {"list": commands.extractors_list, "train-domain": commands.train_domain}[args.extractors_command](args)
     raise AssertionError(args.command)

@@ -69,16 +69,55 @@ def methods() -> int:
     return 0
 
 
-def _extractor(name: str, args):
+def _extractor(name: str, args, **options):
     from ldbench.metrics.extractors import create_extractor
 
-    options = {}
     if name.startswith("inception"):
         if getattr(args, "inception_weights", None):
             options["weights_path"] = args.inception_weights
         if getattr(args, "allow_unverified_weights", False):
             options["allow_unverified"] = True
     return create_extractor(name, **options)
+
+
+def fid(args) -> int:
+    from ldbench.metrics.compare import CompareOptions, compare
+    from ldbench.metrics.scores import METRICS, display_name
+
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--bootstrap", args.bootstrap, 0),
+                             ("--kid-subsets", args.kid_subsets, 1), ("--kid-subset-size", args.kid_subset_size, 2),
+                             ("--prdc-k", args.prdc_k, 1)):
+        if value < low:
+            raise UserError(f"{flag} must be >= {low}, got {value}")
+    options = {}
+    if getattr(args, "extractor_weights", None):
+        options["weights_path"] = args.extractor_weights
+    extractor = _extractor(args.extractor, args, **options)
+    opts = CompareOptions(kid=args.kid, kid_subset_size=args.kid_subset_size, kid_subsets=args.kid_subsets,
+                          prdc=args.prdc, prdc_k=args.prdc_k, bootstrap=args.bootstrap, seed=args.seed,
+                          batch_size=args.batch_size)
+    import warnings
+
+    with warnings.catch_warnings():  # the rank note is printed below / kept in the records
+        warnings.filterwarnings("ignore", message=r"only \d+ samples for")
+        records = compare(args.a, args.b, extractor, opts)
+    if args.json:
+        print(json.dumps(records, indent=1, allow_nan=False))
+        return 0
+    table = Table("metric", "value", "95% CI", "n", "n ref", title=f"{args.a} vs {args.b}")
+    for r in records:
+        fmt = METRICS[r["metric"]].fmt if r["metric"] in METRICS else "{:.4g}"
+        ci = "" if r["ci95"] is None else f"[{fmt.format(r['ci95'][0])}, {fmt.format(r['ci95'][1])}]"
+        table.add_row(display_name(r["metric"], r["extractor"]), fmt.format(r["value"]), ci, str(r["n"]),
+                      str(r["details"].get("n_reference", "")))
+    out.print(table)
+    desc = records[0]["provenance"]["extractor"] if records else {}
+    out.print(f"extractor {desc.get('name')} (weights {str(desc.get('fingerprint'))[:12]}…, "
+              f"{desc.get('resize_policy')}, {desc.get('channel_policy')}); images: gray by channel mean")
+    for r in records:
+        if r["details"].get("rank_warning"):
+            out.print(f"[yellow]note:[/yellow] {r['details']['rank_warning']}")
+    return 0
 
 
 def stats_build(args) -> int:

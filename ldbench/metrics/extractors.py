@@ -233,3 +233,258 @@ class DomainExtractor:
 
     def describe(self) -> dict[str, Any]:
         return _describe(self, self.compute_dtype)
+
+
+# --- Inception with clean-fid's resize ---------------------------------------------------------------
+
+CLEAN_SIZE = 299
+
+
+def clean_resize_299(u8: np.ndarray) -> np.ndarray:
+    """clean-fid's "clean" resize of one uint8 channel: PIL bicubic on float32 ('F' mode) to 299 x 299,
+    clipped to [0, 255], kept as float32 (no re-quantisation)."""
+    from PIL import Image
+
+    img = Image.fromarray(u8.astype(np.float32), mode="F")
+    img = img.resize((CLEAN_SIZE, CLEAN_SIZE), resample=Image.BICUBIC)
+    return np.asarray(img, dtype=np.float32).clip(0, 255)
+
+
+def _inception_trunk(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """torch-fidelity's Inception-v3 pool3 forward from float images already 299 x 299 in [0, 255]
+    (its own forward only takes uint8 and always applies its TF1 bilinear resize)."""
+    x = (x - 128) / 128
+    for layer in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
+                  "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                  "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool"):
+        x = getattr(model, layer)(x)
+    return torch.flatten(x, 1).to(torch.float32)
+
+
+@EXTRACTORS.register("inception-clean")
+class CleanInceptionExtractor(InceptionExtractor):
+    """Inception-v3 pool3 (same network and pinned weights) with clean-fid's PIL-bicubic resize to 299: FID/KID."""
+
+    resize_policy = "clean-fid-pil-bicubic-299"
+
+    def __init__(self, weights_path: str | os.PathLike | None = None, allow_unverified: bool = False,
+                 device: str | None = None) -> None:
+        super().__init__(weights_path, allow_unverified, device)
+        self.name = "inception-clean" if self.name == "inception" else "inception-clean-unverified"
+
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        _check_batch_size(batch_size)
+        x = check_image_shape(images)
+        out = np.empty((len(x), self.dim), dtype=np.float64)
+        with torch.no_grad():
+            for s in range(0, len(x), batch_size):
+                u8 = np.rint(unit_range(x[s : s + batch_size]) * 255.0).astype(np.uint8)
+                # gray: the three channels are equal, so one resize per image serves all three
+                resized = np.stack([clean_resize_299(img) for img in u8])
+                batch = torch.from_numpy(resized)[:, None].expand(-1, 3, -1, -1).to(self.device)
+                out[s : s + len(u8)] = _inception_trunk(self._model, batch).to("cpu", torch.float64).numpy()
+        return out
+
+
+# --- radiomics (pyradiomics, FRD) ----------------------------------------------------------------------
+
+RADIOMICS_INSTALL = "pip install 'ldbench[radiomics]'"
+
+
+def _frd_config_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("frd_score")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the radiomics extractor needs frd-score and pyradiomics: {RADIOMICS_INSTALL}")
+    return Path(next(iter(spec.submodule_search_locations))) / "configs" / "extraction_2d.yaml"
+
+
+@EXTRACTORS.register("radiomics")
+class RadiomicsExtractor:
+    """Radiomic features (pyradiomics with frd-score's v1 2D settings), no network weights: FRD."""
+
+    name = "radiomics"
+    family = "radiomics"
+    resize_policy = "none-pyradiomics-bspline-2px-spacing"
+    channel_policy = "gray"
+    compute_dtype = "float64"
+    standardisation = "z-score against the reference set (frd-score v1, norm_ref=d1), applied by the frd metric"
+
+    def __init__(self) -> None:
+        try:
+            import radiomics
+            from radiomics import featureextractor
+        except ImportError:
+            raise UserError(f"the radiomics extractor needs pyradiomics and frd-score: {RADIOMICS_INSTALL}") from None
+        import logging
+
+        config = _frd_config_path()
+        if not config.is_file():
+            raise UserError(f"frd-score's radiomics settings {config} are missing: {RADIOMICS_INSTALL}")
+        radiomics.setVerbosity(logging.ERROR)
+        self._extractor = featureextractor.RadiomicsFeatureExtractor(str(config))
+        h = hashlib.sha256(config.read_bytes())
+        h.update(f"pyradiomics {radiomics.__version__}".encode())
+        self.fingerprint = h.hexdigest()  # no weights: the settings file and library version
+        self.config_path = config
+        yy, xx = np.mgrid[:64, :64] / 64.0
+        probe = self._raw(0.5 + 0.25 * np.sin(6 * xx) * np.cos(4 * yy))
+        self.feature_names = sorted(probe)
+        self.dim = len(self.feature_names)
+
+    def _raw(self, image: np.ndarray) -> dict[str, float]:
+        import SimpleITK as sitk
+
+        # as frd-score v1 reads an 8-bit PNG: float32 pixel values, a (1, H, W) volume with spacing 1 and a
+        # full mask but for the corner voxel (a pyradiomics workaround, frd-score's too)
+        arr = (np.asarray(image, dtype=np.float64) * 255.0).astype(np.float32)[None]
+        mask = np.ones(arr.shape, dtype=np.uint8)
+        mask[0, 0, 0] = 0
+        im, ma = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(mask)
+        im.SetSpacing((1.0, 1.0, 1.0))
+        ma.SetSpacing((1.0, 1.0, 1.0))
+        out = self._extractor.execute(im, ma)
+        return {k: float(v) for k, v in out.items() if not k.startswith("diagnostics")}
+
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        _check_batch_size(batch_size)
+        x = unit_range(check_image_shape(images))
+        out = np.empty((len(x), self.dim), dtype=np.float64)
+        for i, img in enumerate(x):
+            raw = self._raw(img)
+            if sorted(raw) != self.feature_names:
+                raise UserError(f"radiomics gave {len(raw)} features for a {img.shape} image, expected {self.dim}")
+            out[i] = [raw[k] for k in self.feature_names]
+        if not np.all(np.isfinite(out)):
+            raise UserError("radiomics gave NaN or infinite features (constant images?)")
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {**_describe(self, self.compute_dtype), "standardisation": self.standardisation}
+
+
+# --- DINOv2 / CLIP (transformers, local weights only) --------------------------------------------------
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weights_dir_fingerprint(directory: Path) -> str:
+    """SHA-256 over (name, SHA-256) of config.json and every weight file in a transformers directory."""
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name == "config.json"))
+    if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
+        raise UserError(f"{directory}: no weight files (*.safetensors / *.bin) in this directory")
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.name}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+class _TransformersExtractor:
+    family = ""
+    env = ""
+    example = ""
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    channel_policy = "gray-repeat-rgb"
+    compute_dtype = "float32"
+
+    def __init__(self, weights_path: str | os.PathLike | None = None, device: str | None = None) -> None:
+        raw = weights_path or os.environ.get(self.env)
+        if not raw:
+            raise UserError(
+                f"the {self.name} extractor needs local weights: a transformers directory (e.g. {self.example} "
+                f"saved with save_pretrained) given as option weights_path (--weights DIR) or ${self.env}"
+            )
+        path = Path(raw).expanduser()
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise UserError(f"{self.name} weights {path}: not a transformers model directory with config.json "
+                            f"(set option weights_path / --weights or ${self.env})")
+        from transformers import AutoModel
+
+        self.fingerprint = weights_dir_fingerprint(path)
+        try:
+            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{self.name} weights {path}: cannot load with transformers ({first})") from None
+        self.weights_path = path
+        self.device = torch.device(device or "cpu")
+        self._model = model.to(self.device).eval()
+        self._setup(model.config)
+        self.resize_policy = f"torch-bicubic-antialias-{self.size}-{self.norm_name}"
+
+    def _setup(self, config: Any) -> None:
+        raise NotImplementedError
+
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        _check_batch_size(batch_size)
+        x = check_image_shape(images)
+        out = np.empty((len(x), self.dim), dtype=np.float64)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        with torch.no_grad():
+            for s in range(0, len(x), batch_size):
+                t = torch.from_numpy(unit_range(x[s : s + batch_size])).to(torch.float32)[:, None]
+                if t.shape[-2:] != (self.size, self.size):
+                    t = torch.nn.functional.interpolate(t, size=(self.size, self.size), mode="bicubic",
+                                                        antialias=True, align_corners=False).clamp(0, 1)
+                t = ((t.expand(-1, 3, -1, -1) - mean) / std).to(self.device)
+                out[s : s + len(t)] = self._embed(t).to("cpu", torch.float64).numpy()
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return _describe(self, self.compute_dtype)
+
+
+@EXTRACTORS.register("dinov2")
+class Dinov2Extractor(_TransformersExtractor):
+    """DINOv2 CLS features (FD-DINOv2, Stein et al. 2023) from a local transformers directory: FD/KD."""
+
+    name = "dinov2"
+    family = "dinov2"
+    env = "LDBENCH_DINOV2_WEIGHTS"
+    example = "facebook/dinov2-small"
+    mean, std, norm_name = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "imagenet-norm"
+
+    def _setup(self, config: Any) -> None:
+        if getattr(config, "model_type", "") != "dinov2":
+            raise UserError(f"{self.weights_path}: model_type {config.model_type!r}, expected dinov2")
+        self.size = 224
+        self.dim = int(config.hidden_size)
+
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._model(pixel_values=pixels).pooler_output  # the final-layernormed CLS token
+
+
+@EXTRACTORS.register("clip")
+class ClipExtractor(_TransformersExtractor):
+    """CLIP image embeddings (as CMMD, Jayasumana et al. 2024) from a local transformers directory: FD/KD."""
+
+    name = "clip"
+    family = "clip"
+    env = "LDBENCH_CLIP_WEIGHTS"
+    example = "openai/clip-vit-base-patch32"
+    mean, std, norm_name = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), "clip-norm"
+
+    def _setup(self, config: Any) -> None:
+        kind = getattr(config, "model_type", "")
+        if kind == "clip":
+            self.size = int(config.vision_config.image_size)
+            self.dim = int(config.projection_dim)
+        elif kind == "clip_vision_model":
+            self.size = int(config.image_size)
+            self.dim = int(config.hidden_size)
+        else:
+            raise UserError(f"{self.weights_path}: model_type {kind!r}, expected clip or clip_vision_model")
+        self._full = kind == "clip"
+
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self._full:
+            out = self._model.get_image_features(pixel_values=pixels)
+            return out if isinstance(out, torch.Tensor) else out.pooler_output
+        return self._model(pixel_values=pixels).pooler_output

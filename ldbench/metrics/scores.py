@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ldbench.errors import UserError
 from ldbench.metrics.math import (
     bootstrap_ci,
     frechet_distance,
     gaussian_stats,
     kernel_inception_distance,
+    prdc,
     rank_warning,
 )
 
@@ -34,11 +36,22 @@ METRICS: dict[str, MetricInfo] = {
     "kid": MetricInfo("KID", False, "{:.4f}", "Kernel Inception Distance (polynomial kernel, unbiased MMD²)"),
     "fd": MetricInfo("FD", False, "{:.3f}", "Fréchet distance on the named (non-Inception) extractor's features"),
     "kd": MetricInfo("KD", False, "{:.4f}", "Kernel distance on the named (non-Inception) extractor's features"),
+    "frd": MetricInfo("FRD", False, "{:.3f}", "Fréchet Radiomic Distance: log of the Fréchet distance on radiomic "
+                      "features z-scored against the reference (frd-score v1 convention)"),
+    "precision": MetricInfo("Precision", True, "{:.3f}", "share of generated samples inside the reference k-NN manifold"),
+    "recall": MetricInfo("Recall", True, "{:.3f}", "share of reference samples inside the generated k-NN manifold"),
+    "density": MetricInfo("Density", True, "{:.3f}", "mean count of reference k-NN balls holding a generated sample, / k"),
+    "coverage": MetricInfo("Coverage", True, "{:.3f}", "share of reference k-NN balls holding a generated sample"),
 }
+PRDC_METRICS = ("precision", "recall", "density", "coverage")
 
 
 def metric_names(extractor_family: str) -> tuple[str, str]:
-    return ("fid", "kid") if extractor_family == "inception" else ("fd", "kd")
+    if extractor_family == "inception":
+        return ("fid", "kid")
+    if extractor_family == "radiomics":
+        return ("frd", "kd")
+    return ("fd", "kd")
 
 
 def display_name(metric: str, extractor: str) -> str:
@@ -79,3 +92,92 @@ def distribution_metrics(images: np.ndarray, stats, extractor, evaluation, seed:
         {"metric": kd_name, "value": kd_mean, "std": kd_std, "kid_subset_size": k, "kid_subsets": evaluation.kid_subsets,
          "ci95": list(bootstrap_ci(kd, feats, evaluation.bootstrap, seed)), **common},
     ]
+
+
+def prdc_metrics(feats: np.ndarray, ref_feats: np.ndarray, k: int = 5) -> list[dict]:
+    """Precision, recall, density and coverage (Naeem et al. 2020) of generated `feats` against
+    reference `ref_feats` with k-NN balls, as records {metric, value, ci95: None, n, n_reference, k}."""
+    values = prdc(ref_feats, feats, k)
+    common = {"ci95": None, "n": int(len(feats)), "n_reference": int(len(ref_feats)), "k": int(k)}
+    return [{"metric": name, "value": values[name], **common} for name in PRDC_METRICS]
+
+
+def standardise_like_frd(
+    feats: np.ndarray, ref_mean: np.ndarray, ref_std: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """z-score feature columns against the reference's mean and std (ddof=0), as frd-score v1 with
+    norm_ref=d1 and range [0, 1]; columns whose reference std is 0 are dropped (v1 drops the inf
+    columns they give). Returns the standardised features and the kept-column mask."""
+    keep = np.asarray(ref_std) > 0
+    return (np.asarray(feats)[:, keep] - ref_mean[keep]) / ref_std[keep], keep
+
+
+def feature_distance_metrics(
+    feats: np.ndarray,
+    ref_mu: np.ndarray,
+    ref_sigma: np.ndarray,
+    ref_feats: np.ndarray | None,
+    *,
+    family: str,
+    extractor: str,
+    kid: bool,
+    kid_subset_size: int,
+    kid_subsets: int,
+    bootstrap: int,
+    seed: int,
+    ref_n: int,
+    mu: np.ndarray | None = None,
+    sigma: np.ndarray | None = None,
+) -> list[dict]:
+    """Fréchet (and with `kid` kernel) distance of generated `feats` to reference statistics, each with
+    a seeded bootstrap 95% CI over resamples of the generated set (no CI when bootstrap == 0).
+
+    `mu`/`sigma` may be given when they were accumulated while streaming (RunningMoments). For the
+    radiomics family the distance is FRD: both sets are z-scored against the reference first and the
+    value is log(d_F^2) (frd-score v1).
+    """
+    feats = np.asarray(feats, dtype=np.float64)
+    n, d = feats.shape
+    note = rank_warning(n, d)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    fd_name, kd_name = metric_names(family)
+    extra: dict = {}
+    if family == "radiomics":
+        ref_std = np.sqrt(np.maximum(np.diag(ref_sigma), 0.0) * (ref_n - 1) / ref_n)
+        feats, keep = standardise_like_frd(feats, ref_mu, ref_std)
+        ref_mu_t = np.zeros(int(keep.sum()))
+        ref_sigma_t = ref_sigma[np.ix_(keep, keep)] / np.outer(ref_std[keep], ref_std[keep])
+        ref_feats_t = None if ref_feats is None else standardise_like_frd(ref_feats, ref_mu, ref_std)[0]
+        ref_mu, ref_sigma, ref_feats = ref_mu_t, ref_sigma_t, ref_feats_t
+        mu = sigma = None
+        extra = {"standardisation": "z-score per feature against the reference (ddof=0), frd-score v1 norm_ref=d1",
+                 "features_kept": int(keep.sum()), "features_dropped_zero_std": int((~keep).sum()),
+                 "value": "log(d_F^2) (frd-score v1 default)"}
+
+    def fd(f: np.ndarray, mu_sigma: tuple | None = None) -> float:
+        m, s = mu_sigma if mu_sigma is not None else gaussian_stats(f)
+        value = frechet_distance(m, s, ref_mu, ref_sigma)
+        if family == "radiomics":
+            return float(np.log(value)) if value > 0 else float("-inf")
+        return value
+
+    common = {"n": int(n), "n_reference": int(ref_n), "extractor": extractor}
+    boot = {"B": bootstrap, "seed": seed, "resampled": "generated set"}
+    value = fd(feats, (mu, sigma) if mu is not None and sigma is not None else None)
+    ci = list(bootstrap_ci(fd, feats, bootstrap, seed)) if bootstrap > 0 else None
+    records = [{"metric": fd_name, "value": value, "ci95": ci, "rank_warning": note, **common,
+                "bootstrap": boot, **extra}]
+    if kid:
+        if ref_feats is None:
+            raise UserError("the reference statistics hold no raw features, which a kernel distance (KID) needs; "
+                            "rebuild them with features kept or compare against an image folder")
+
+        def kd(f: np.ndarray) -> float:
+            return kernel_inception_distance(f, ref_feats, kid_subset_size, kid_subsets, seed)[0]
+
+        kd_mean, kd_std = kernel_inception_distance(feats, ref_feats, kid_subset_size, kid_subsets, seed)
+        records.append({"metric": kd_name, "value": kd_mean, "ci95": list(bootstrap_ci(kd, feats, bootstrap, seed))
+                        if bootstrap > 0 else None, "std": kd_std, "kid_subset_size": kid_subset_size,
+                        "kid_subsets": kid_subsets, **common, "bootstrap": boot})
+    return records

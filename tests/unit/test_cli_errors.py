@@ -41,6 +41,9 @@ def _cases(root: Path) -> dict[str, list[str]]:
     (root / "not_npz_with_sidecar.npz").write_text("this is not a zip archive either\n")
     (root / "not_npz_with_sidecar.json").write_text('{"n": 10, "extractor": {"name": "domain", "dim": 4}}\n')
     (root / "empty_model").mkdir()
+    (root / "unknown_method.yaml").write_text(
+        "datasets: [synth-brain]\nmethods: [dreamboot]\ndrifts: [{delta: 0.1}]\neditors: [sdedit]\n")
+    (root / "fake-inception.pth").write_bytes(b"not the real weights")
 
     def run(*extra: str, tag: str = "") -> list[str]:
         return ["run", *extra, "--cache-dir", str(root / f"cache{tag}"), "--out", str(root / f"out{tag}")]
@@ -56,6 +59,11 @@ def _cases(root: Path) -> dict[str, list[str]]:
         "stats_show_not_npz_with_sidecar": ["stats", "show", str(root / "not_npz_with_sidecar.npz")],
         "empty_base_model": run("--suite", "smoke", "--base-model", str(root / "empty_model"), "--quiet",
                                 tag="-model"),
+        "unknown_method": run("--suite", str(root / "unknown_method.yaml")),
+        "missing_inception": run("--suite", "smoke", "--set", "evaluation.extractor=inception",
+                                 "--inception-weights", str(root / "missing.pth"), tag="-inc1"),
+        "wrong_hash_inception": run("--suite", "smoke", "--set", "evaluation.extractor=inception",
+                                    "--inception-weights", str(root / "fake-inception.pth"), tag="-inc2"),
         "help": ["--help"],
         "run_help": ["run", "--help"],
         "suites": ["suites"],
@@ -174,3 +182,15 @@ def test_argparse_errors_exit_two(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "ldbench: error:" in r.stderr and "frobnicate" in r.stderr
+
+
+def test_unknown_method_lists_valid_names(results):
+    assert_user_error(results["unknown_method"], "dreamboot", "finetune")
+
+
+def test_missing_inception_weights_name_the_flag(results):
+    assert_user_error(results["missing_inception"], "missing.pth", "--inception-weights")
+
+
+def test_inception_weights_with_another_hash_are_refused(results):
+    assert_user_error(results["wrong_hash_inception"], "fake-inception.pth", "--allow-unverified-weights")

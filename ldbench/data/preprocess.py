@@ -1,0 +1,309 @@
+"""Preprocessing as named, registered policies: raw file values -> one (S, S) float32 image in [0, 1].
+
+Five kinds, applied in this order, one registry each (`POLICIES[kind]`):
+
+    orientation  volumes only: `canonical` (nibabel as_closest_canonical, RAS+) | `none` (as stored)
+    slice        volumes only, 3-D -> 2-D axial: `relative` (at: fraction of the brain's z extent,
+                 0 = lowest brain slice, 1 = top; default 0.6 = lateral ventricles) | `index` (index: int)
+    channels     colour images only: `luminance` (ITU-R 601 weights) | `first` | `mean` | `reject`
+    intensity    `percentile` (low, high: clip to those percentiles, scale to [0, 1]) | `zscore`
+                 (clip: z-scores clipped to +-clip, mapped to [0, 1]) | `window` (center, width, as for
+                 CT / DICOM VOI) | `minmax` | `range` (scale by the nominal bit depth: 8-bit /255,
+                 16-bit /65535)
+    resize       `area` (box filter: exact area averaging, the default) | `bilinear` | `lanczos`;
+                 parameter fit: `pad` (pad the short side with the image minimum to a square; keeps
+                 everything) | `crop` (centre crop to a square) | `stretch`
+
+A policy is given as a name or a mapping {name: ..., PARAM: value}; unknown names or parameters are a
+UserError. `Pipeline.spec()` (every name and every parameter, defaults filled in) is part of each real
+dataset's options() and therefore of every cache key. All arithmetic is float64 on the stored values,
+so 16-bit PNG / DICOM keep their full range until the final float32 image.
+
+Axial display convention (volumes, after `canonical`): rows anterior -> posterior, columns the patient's
+right -> left (radiological), as in synth-brain.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ldbench.data.readers import ImageError, RawImage
+from ldbench.errors import UserError
+from ldbench.registry import Registry
+
+KINDS = ("orientation", "slice", "channels", "intensity", "resize")
+POLICIES: dict[str, Registry[Callable]] = {kind: Registry(f"{kind} policy") for kind in KINDS}
+
+
+def _register(kind: str, name: str):
+    return POLICIES[kind].register(name)
+
+
+# --- orientation (nibabel image -> 3-D array) ---------------------------------------------------------
+
+
+@_register("orientation", "canonical")
+def _canonical(img) -> np.ndarray:
+    import nibabel as nib
+
+    return np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float64)
+
+
+@_register("orientation", "none")
+def _as_stored(img) -> np.ndarray:
+    return np.asarray(img.dataobj, dtype=np.float64)
+
+
+# --- slice (3-D volume -> 2-D axial image) --------------------------------------------------------------
+
+
+def brain_extent(volume: np.ndarray) -> tuple[int, int]:
+    """First and last z index holding foreground (voxels above 10% of the 99th percentile, >= 1% of the
+    busiest slice's foreground count)."""
+    thr = 0.1 * np.percentile(volume, 99)
+    counts = (volume > thr).sum(axis=(0, 1))
+    if counts.max() == 0:
+        raise ImageError("volume has no foreground (all voxels equal)")
+    z = np.flatnonzero(counts >= 0.01 * counts.max())
+    return int(z[0]), int(z[-1])
+
+
+def _axial(volume: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice k as a radiological image: rows anterior -> posterior, columns right -> left."""
+    return np.ascontiguousarray(volume[:, :, k].T[::-1, ::-1])
+
+
+@_register("slice", "relative")
+def _slice_relative(volume: np.ndarray, at: float = 0.6) -> np.ndarray:
+    if not 0.0 <= at <= 1.0:
+        raise UserError(f"slice policy relative: at must be in [0, 1], got {at}")
+    lo, hi = brain_extent(volume)
+    return _axial(volume, int(round(lo + at * (hi - lo))))
+
+
+@_register("slice", "index")
+def _slice_index(volume: np.ndarray, index: int = 0) -> np.ndarray:
+    if not -volume.shape[2] <= index < volume.shape[2]:
+        raise ImageError(f"slice index {index} outside the volume's {volume.shape[2]} axial slices")
+    return _axial(volume, index)
+
+
+# --- channels ((H, W, C) -> (H, W)) ---------------------------------------------------------------------
+
+
+@_register("channels", "luminance")
+def _luminance(img: np.ndarray) -> np.ndarray:
+    return img[..., :3] @ np.array([0.299, 0.587, 0.114])
+
+
+@_register("channels", "first")
+def _first(img: np.ndarray) -> np.ndarray:
+    return img[..., 0]
+
+
+@_register("channels", "mean")
+def _mean(img: np.ndarray) -> np.ndarray:
+    return img[..., :3].mean(axis=-1)
+
+
+@_register("channels", "reject")
+def _reject(img: np.ndarray) -> np.ndarray:
+    raise ImageError(f"colour image (shape {img.shape}) but the channels policy is 'reject'")
+
+
+# --- intensity (2-D float64 -> [0, 1]) ------------------------------------------------------------------
+
+
+def _scale(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros_like(img)  # a constant image maps to 0
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.0)
+
+
+@_register("intensity", "percentile")
+def _percentile(img: np.ndarray, low: float = 0.5, high: float = 99.5, bit_depth=None) -> np.ndarray:
+    if not 0.0 <= low < high <= 100.0:
+        raise UserError(f"intensity policy percentile: need 0 <= low < high <= 100, got {low}, {high}")
+    lo, hi = np.percentile(img, [low, high])
+    return _scale(img, lo, hi)
+
+
+@_register("intensity", "minmax")
+def _minmax(img: np.ndarray, bit_depth=None) -> np.ndarray:
+    return _scale(img, img.min(), img.max())
+
+
+@_register("intensity", "zscore")
+def _zscore(img: np.ndarray, clip: float = 3.0, bit_depth=None) -> np.ndarray:
+    if clip <= 0:
+        raise UserError(f"intensity policy zscore: clip must be > 0, got {clip}")
+    std = img.std()
+    z = (img - img.mean()) / std if std > 0 else np.zeros_like(img)
+    return (np.clip(z, -clip, clip) + clip) / (2 * clip)
+
+
+@_register("intensity", "window")
+def _window(img: np.ndarray, center: float = 40.0, width: float = 400.0, bit_depth=None) -> np.ndarray:
+    if width <= 0:
+        raise UserError(f"intensity policy window: width must be > 0, got {width}")
+    return _scale(img, center - width / 2, center + width / 2)
+
+
+@_register("intensity", "range")
+def _range(img: np.ndarray, bit_depth=None) -> np.ndarray:
+    top = 2.0 ** (bit_depth or (16 if img.max() > 255 else 8)) - 1
+    return _scale(img, 0.0, top)
+
+
+# --- resize ((H, W) -> (S, S)) -------------------------------------------------------------------------
+
+
+def _square(img: np.ndarray, fit: str) -> np.ndarray:
+    h, w = img.shape
+    if fit == "stretch" or h == w:
+        return img
+    if fit == "crop":
+        s = min(h, w)
+        r, c = (h - s) // 2, (w - s) // 2
+        return img[r : r + s, c : c + s]
+    if fit == "pad":
+        s = max(h, w)
+        out = np.full((s, s), img.min(), dtype=img.dtype)
+        r, c = (s - h) // 2, (s - w) // 2
+        out[r : r + h, c : c + w] = img
+        return out
+    raise UserError(f"resize policy: fit must be pad, crop or stretch, got {fit!r}")
+
+
+def _pil_resize(img: np.ndarray, size: int, fit: str, method: str) -> np.ndarray:
+    from PIL import Image
+
+    sq = _square(img, fit).astype(np.float32)
+    resample = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
+                "lanczos": Image.Resampling.LANCZOS}[method]
+    return np.asarray(Image.fromarray(sq, mode="F").resize((size, size), resample=resample), dtype=np.float64)
+
+
+@_register("resize", "area")
+def _area(img: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:
+    return _pil_resize(img, size, fit, "area")
+
+
+@_register("resize", "bilinear")
+def _bilinear(img: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:
+    return _pil_resize(img, size, fit, "bilinear")
+
+
+@_register("resize", "lanczos")
+def _lanczos(img: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:
+    return _pil_resize(img, size, fit, "lanczos")
+
+
+# --- policies with parameters ---------------------------------------------------------------------------
+
+_CONTEXT_ARGS = {"size", "bit_depth"}  # filled in by the pipeline, not by the user
+
+
+@dataclass(frozen=True)
+class Policy:
+    kind: str
+    name: str
+    params: tuple[tuple[str, object], ...]
+
+    def spec(self) -> dict:
+        return {"name": self.name, **dict(self.params)}
+
+    def __call__(self, x, **context):
+        fn = POLICIES[self.kind].get(self.name)
+        accepted = inspect.signature(fn).parameters
+        extra = {k: v for k, v in context.items() if k in accepted}
+        return fn(x, **dict(self.params), **extra)
+
+
+def make_policy(kind: str, spec: object) -> Policy:
+    """A policy from a name or {name: ..., params...}; defaults filled in, parameter types checked."""
+    if isinstance(spec, Policy):
+        return spec
+    if isinstance(spec, str):
+        name, given = spec, {}
+    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        name, given = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    else:
+        raise UserError(f"{kind} policy must be a name or a mapping with 'name', got {spec!r}; "
+                        f"valid names: {', '.join(POLICIES[kind].names())}")
+    fn = POLICIES[kind].get(name)
+    defaults = {p.name: p.default for p in list(inspect.signature(fn).parameters.values())[1:]
+                if p.name not in _CONTEXT_ARGS}
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise UserError(f"{kind} policy {name!r}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                        f"valid: {', '.join(sorted(defaults)) or 'none'}")
+    params = {}
+    for key, default in defaults.items():
+        value = given.get(key, default)
+        if isinstance(default, bool) or isinstance(default, str):
+            ok = type(value) is type(default)
+        elif isinstance(default, int):
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        else:
+            ok = True
+        if not ok:
+            raise UserError(f"{kind} policy {name!r}: {key} must be a {type(default).__name__}, got {value!r}")
+        params[key] = value
+    return Policy(kind, name, tuple(sorted(params.items())))
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The five policies of one dataset; `run(raw, size)` gives an (S, S) float32 image in [0, 1]."""
+
+    orientation: Policy
+    slice: Policy
+    channels: Policy
+    intensity: Policy
+    resize: Policy
+
+    @classmethod
+    def build(cls, orientation="canonical", slice="relative", channels="luminance", intensity="percentile",
+              resize="area") -> Pipeline:
+        given = {"orientation": orientation, "slice": slice, "channels": channels, "intensity": intensity,
+                 "resize": resize}
+        return cls(**{kind: make_policy(kind, given[kind]) for kind in KINDS})
+
+    def spec(self) -> dict:
+        return {kind: getattr(self, kind).spec() for kind in KINDS}
+
+    def to_2d(self, raw: RawImage) -> np.ndarray:
+        """The raw values as one 2-D float64 image (orientation, slice and channel policies applied)."""
+        data = raw.data
+        while data.ndim > 2 and data.shape[-1] == 1:  # (H, W, 1), (X, Y, Z, 1)
+            data = data[..., 0]
+        if raw.nifti is not None and data.ndim == 3:
+            vol = self.orientation(raw.nifti)
+            while vol.ndim > 3 and vol.shape[-1] == 1:
+                vol = vol[..., 0]
+            data = self.slice(vol)
+        elif raw.nifti is not None and data.ndim == 2:
+            data = _axial(data[:, :, None], 0)
+        elif data.ndim == 3 and data.shape[-1] in (3, 4) and raw.nifti is None:
+            data = self.channels(data)
+        if data.ndim != 2:
+            want = "a 3-D volume or a 2-D image" if raw.nifti is not None else "a 2-D image (grayscale or RGB)"
+            raise ImageError(f"wrong dimensionality: shape {raw.data.shape}, want {want}")
+        if min(data.shape) < 2:
+            raise ImageError(f"image too small: shape {data.shape}")
+        return data
+
+    def run(self, raw: RawImage, size: int) -> np.ndarray:
+        img = self.to_2d(raw)
+        img = self.intensity(img, bit_depth=raw.bit_depth)
+        img = self.resize(img, size=size)
+        return np.clip(img, 0.0, 1.0).astype(np.float32)

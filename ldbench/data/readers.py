@@ -1,0 +1,112 @@
+"""Image file readers for the real-data adapters: PNG / JPG (8- and 16-bit), DICOM (pydicom), NIfTI (nibabel).
+
+Every reader returns a `RawImage` holding the stored values as float64 (never truncated to 8 bits) and,
+for NIfTI, the nibabel image (so an orientation policy can reorient it). Anything unreadable raises
+`ImageError` with the reason; the adapters turn it into a problem naming the file and CSV row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".nii.gz")
+
+
+class ImageError(ValueError):
+    """A file that is not a usable image (the message says why)."""
+
+
+@dataclass
+class RawImage:
+    """Stored values (float64; 2-D (H, W), 2-D with channels (H, W, C), or a 3-D volume)."""
+
+    data: np.ndarray
+    format: str  # "png", "jpg", "dicom", "nifti"
+    nifti: object | None = None  # the nibabel image (volumes only), for orientation policies
+    bit_depth: int | None = None
+
+
+def image_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith(".dcm"):
+        return "dicom"
+    if name.endswith(".png"):
+        return "png"
+    if name.endswith((".jpg", ".jpeg")):
+        return "jpg"
+    raise ImageError(f"unsupported image type {path.suffix or '(no suffix)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+
+
+def read_image(path: Path) -> RawImage:
+    fmt = image_format(path)
+    if not path.is_file():
+        raise ImageError("file does not exist")
+    reader = {"nifti": _read_nifti, "dicom": _read_dicom, "png": _read_pil, "jpg": _read_pil}[fmt]
+    try:
+        raw = reader(path)
+    except ImageError:
+        raise
+    except (OSError, ValueError, EOFError, zlib.error, gzip.BadGzipFile, SyntaxError, AttributeError,
+            KeyError, IndexError, TypeError) as exc:
+        raise ImageError(f"unreadable or truncated {fmt} file ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # third-party readers raise their own types (nibabel, pydicom)
+        raise ImageError(f"unreadable {fmt} file ({type(exc).__name__}: {exc})") from None
+    raw.format = fmt
+    if raw.data.size == 0:
+        raise ImageError(f"empty image (shape {raw.data.shape})")
+    bad = ~np.isfinite(raw.data)
+    if bad.any():
+        raise ImageError(f"{int(bad.sum())} NaN/Inf values; fix or remove the image")
+    return raw
+
+
+def _read_pil(path: Path) -> RawImage:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # decodes everything: truncated files fail here
+        mode = im.mode
+        if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            im = im.convert("RGBA" if mode == "PA" else "RGB" if mode != "1" else "L")
+            mode = im.mode
+        if mode == "LA":
+            im = im.getchannel("L")
+            mode = "L"
+        arr = np.asarray(im)
+    depth = 16 if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255) else 8
+    if mode == "F":
+        depth = 32
+    return RawImage(arr.astype(np.float64), format="", bit_depth=depth)
+
+
+def _read_dicom(path: Path) -> RawImage:
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    if "PixelData" not in ds:
+        raise ImageError("DICOM file has no pixel data")
+    arr = np.asarray(ds.pixel_array, dtype=np.float64)
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    arr = arr * slope + intercept
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "MONOCHROME1":  # stored inverted: high values are dark
+        arr = arr.max() + arr.min() - arr
+    if arr.ndim == 3 and int(getattr(ds, "NumberOfFrames", 1) or 1) == 1 and arr.shape[-1] not in (3, 4):
+        raise ImageError(f"DICOM pixel array has unexpected shape {arr.shape}")
+    return RawImage(arr, format="", bit_depth=int(getattr(ds, "BitsStored", 0) or 0) or None)
+
+
+def _read_nifti(path: Path) -> RawImage:
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj, dtype=np.float64)  # reads (and decompresses) everything
+    return RawImage(data, format="", nifti=img)
