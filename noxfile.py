@@ -22,3 +22,12 @@ def lint(session):
 def smoke(session):
     session.install("-e", ".")
     session.run("ldbench", "run", "--suite", "smoke", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session):
+    """The regression bench: run the smoke suite, then compare it with the committed baseline."""
+    session.install("-e", ".")
+    out = session.create_tmp() + "/bench"
+    session.run("ldbench", "run", "--suite", "smoke", "--out", out, "--quiet")
+    session.run("ldbench", "check", out, "--baseline", "benchmarks/baselines/smoke.json")

@@ -14,6 +14,8 @@ EPILOG = """examples:
   ldbench run --suite smoke --set drifts='[{delta: 0.1, train: noise, sample: every-step}]'
   ldbench run --suite my_suite.yaml --base-model /models/stable-diffusion-v1-4 \\
       --set evaluation.extractor=inception --inception-weights weights-inception-2015-12-05-6726825d.pth
+  ldbench table reports/smoke --format latex
+  ldbench check reports/smoke --baseline benchmarks/baselines/smoke.json
   ldbench suites | ldbench stats verify | ldbench stats show reference_stats/FILE.npz
   ldbench fid generated/ real/ --extractor domain --kid --kid-subset-size 100   (see `ldbench fid --help`)
 """
@@ -41,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (records then say inception-unverified)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    tb = sub.add_parser("table", help="print a run's results as the paper's table")
+    tb.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")
+    tb.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
+    tb.add_argument("--no-ci", action="store_true", help="leave out the 95%% confidence intervals")
+
+    ck = sub.add_parser("check", help="compare a run's results with a baseline; exit 1 on a regression")
+    ck.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")
+    ck.add_argument("--baseline", type=Path, required=True, help="baseline JSON, e.g. benchmarks/baselines/smoke.json")
+    ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")
 
     sub.add_parser("suites", help="list the suites in benchmarks/suites with their size")
     sub.add_parser("datasets", help="list the registered datasets")
@@ -134,6 +146,10 @@ def _dispatch(args) -> int:
 
     if args.command == "run":
         return commands.run(args)
+    if args.command == "table":
+        return commands.table(args)
+    if args.command == "check":
+        return commands.check(args)
     if args.command == "suites":
         return commands.suites()
     if args.command == "datasets":

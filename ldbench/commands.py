@@ -35,6 +35,43 @@ def run(args) -> int:
     return 0
 
 
+def table(args) -> int:
+    from ldbench.regression import load_results
+    from ldbench.report.tables import build_table, render
+
+    records = load_results(args.dir)
+    if not records:
+        raise UserError(f"{args.dir / 'results.json'} holds no records")
+    print(render(build_table(records), args.format, with_ci=not args.no_ci), end="")
+    return 0
+
+
+def check(args) -> int:
+    from ldbench.regression import compare, load_baseline, load_results, write_baseline
+
+    records = load_results(args.dir)
+    if args.update:
+        previous = load_baseline(args.baseline) if args.baseline.exists() else None
+        write_baseline(records, args.baseline, previous)
+        out.print(f"baseline {args.baseline} rewritten from {len(records)} records")
+        return 0
+    findings = compare(records, load_baseline(args.baseline))
+    bad = [f for f in findings if f.verdict in ("regressed", "missing")]
+    shown = Table("verdict", "metric", "cell", "baseline", "now", "tolerance")
+    for f in findings:
+        if f.verdict != "ok":
+            cell = json.loads(f.key)
+            label = f"{cell['dataset']} · {cell['method']} · δ={cell['drift']['delta']} · {cell['editor']} · seed {cell['seed']}"
+            shown.add_row(f.verdict, f.metric, label, "—" if f.baseline is None else f"{f.baseline:.5g}",
+                          "—" if f.value is None else f"{f.value:.5g}", f"{f.tolerance:.3g}")
+    if shown.row_count:
+        out.print(shown)
+    ok = sum(f.verdict == "ok" for f in findings)
+    out.print(f"{len(bad)} regressions or missing, {ok} within tolerance, "
+              f"{sum(f.verdict == 'improved' for f in findings)} improved, {sum(f.verdict == 'new' for f in findings)} new")
+    return 1 if bad else 0
+
+
 def suites() -> int:
     from ldbench.config import available_suites, load_suite
 

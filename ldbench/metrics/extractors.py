@@ -323,6 +323,7 @@ class RadiomicsExtractor:
         if not config.is_file():
             raise UserError(f"frd-score's radiomics settings {config} are missing: {RADIOMICS_INSTALL}")
         radiomics.setVerbosity(logging.ERROR)
+        logging.getLogger("radiomics").setLevel(logging.ERROR)
         self._extractor = featureextractor.RadiomicsFeatureExtractor(str(config))
         h = hashlib.sha256(config.read_bytes())
         h.update(f"pyradiomics {radiomics.__version__}".encode())

@@ -134,7 +134,7 @@ def feature_distance_metrics(
 
     `mu`/`sigma` may be given when they were accumulated while streaming (RunningMoments). For the
     radiomics family the distance is FRD: both sets are z-scored against the reference first and the
-    value is log(d_F^2) (frd-score v1).
+    value is log(d_F^2) (frd-score v1), with d_F^2 floored at 1e-12.
     """
     feats = np.asarray(feats, dtype=np.float64)
     n, d = feats.shape
@@ -153,13 +153,13 @@ def feature_distance_metrics(
         mu = sigma = None
         extra = {"standardisation": "z-score per feature against the reference (ddof=0), frd-score v1 norm_ref=d1",
                  "features_kept": int(keep.sum()), "features_dropped_zero_std": int((~keep).sum()),
-                 "value": "log(d_F^2) (frd-score v1 default)"}
+                 "transform": "log(max(d_F^2, 1e-12)) (frd-score v1 default: log(d_F^2))"}
 
     def fd(f: np.ndarray, mu_sigma: tuple | None = None) -> float:
         m, s = mu_sigma if mu_sigma is not None else gaussian_stats(f)
         value = frechet_distance(m, s, ref_mu, ref_sigma)
         if family == "radiomics":
-            return float(np.log(value)) if value > 0 else float("-inf")
+            return float(np.log(max(value, 1e-12)))  # finite also for identical sets
         return value
 
     common = {"n": int(n), "n_reference": int(ref_n), "extractor": extractor}

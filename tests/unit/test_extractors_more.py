@@ -1,0 +1,120 @@
+"""inception-clean (clean-fid resize), radiomics (FRD), dinov2 and clip (local transformers weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from ldbench.errors import UserError
+from ldbench.metrics.extractors import _inception_trunk, clean_resize_299, create_extractor
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory) -> Path:
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    path = tmp_path_factory.mktemp("inception-clean") / "random-inception.pth"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        with (
+            mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}),
+            mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
+        ):
+            net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_inception_clean_resizes_like_clean_fid_and_is_batch_invariant(random_inception_weights):
+    opts = {"weights_path": random_inception_weights, "allow_unverified": True}
+    clean = create_extractor("inception-clean", **opts)
+    plain = create_extractor("inception", **opts)
+    assert clean.family == "inception" and clean.resize_policy == "clean-fid-pil-bicubic-299"
+    assert clean.name == "inception-clean-unverified" and clean.fingerprint == plain.fingerprint
+    x = np.random.default_rng(0).random((3, 48, 48))
+    f1, f3 = clean.features(x, batch_size=1), clean.features(x, batch_size=3)
+    np.testing.assert_allclose(f1, f3, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(f3, plain.features(x, batch_size=3), rtol=1e-3, atol=1e-4)
+    # at 299 x 299 no resize happens: the trunk equals torch-fidelity's own forward
+    u8 = torch.from_numpy(np.rint(np.random.default_rng(1).random((1, 299, 299)) * 255).astype(np.uint8))
+    rgb = u8[:, None].expand(-1, 3, -1, -1).contiguous()
+    with torch.no_grad():
+        (ref,) = plain._model(rgb)
+        mine = _inception_trunk(plain._model, rgb.to(torch.float32))
+    torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_clean_resize_matches_clean_fid():
+    from cleanfid.resize import build_resizer
+
+    u8 = np.rint(np.random.default_rng(2).random((40, 40)) * 255).astype(np.uint8)
+    theirs = build_resizer("clean")(np.stack([u8] * 3, axis=-1))
+    np.testing.assert_array_equal(clean_resize_299(u8), theirs[..., 0])
+
+
+def test_radiomics_frd_via_cli(tmp_path, capsys):
+    pytest.importorskip("radiomics", reason="radiomics extractor not installed: pip install 'ldbench[radiomics]'")
+    pytest.importorskip("frd_score", reason="frd-score not installed: pip install 'ldbench[radiomics]'")
+    import json
+
+    from PIL import Image
+
+    from ldbench.cli import main
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:32, :32] / 32
+    for name, shift in (("a", 0.0), ("b", 0.3)):
+        (tmp_path / name).mkdir()
+        for i in range(6):
+            img = np.clip(0.4 + 0.2 * np.sin(2 * np.pi * rng.uniform(1, 4) * xx) + shift * yy
+                          + rng.normal(0, 0.05, xx.shape), 0, 1)
+            Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(tmp_path / name / f"{i}.png")
+    capsys.readouterr()
+    assert main(["fid", str(tmp_path / "a"), str(tmp_path / "b"), "--extractor", "radiomics", "--json"]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert rec["metric"] == "frd" and np.isfinite(rec["value"])
+    assert "z-score" in rec["details"]["standardisation"]
+    assert rec["provenance"]["extractor"]["family"] == "radiomics"
+
+
+def _tiny_dinov2(path: Path) -> Path:
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       patch_size=14, image_size=224)
+    Dinov2Model(cfg).save_pretrained(path)
+    return path
+
+
+def _tiny_clip(path: Path) -> Path:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8)
+    CLIPVisionModel(cfg).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("name,make", [("dinov2", _tiny_dinov2), ("clip", _tiny_clip)])
+def test_transformers_extractors_load_local_weights(name, make, tmp_path, monkeypatch):
+    monkeypatch.delenv(f"LDBENCH_{name.upper()}_WEIGHTS", raising=False)
+    with pytest.raises(UserError, match=f"weights_path.*LDBENCH_{name.upper()}_WEIGHTS"):
+        create_extractor(name)
+    path = make(tmp_path / name)
+    ex = create_extractor(name, weights_path=path)
+    assert ex.family == name and ex.dim == 32 and len(ex.fingerprint) == 64
+    x = np.random.default_rng(0).random((4, 40, 40))
+    f1, f4 = ex.features(x, batch_size=1), ex.features(x, batch_size=4)
+    assert f4.shape == (4, 32) and np.all(np.isfinite(f4))
+    np.testing.assert_allclose(f1, f4, rtol=1e-4, atol=1e-5)
+    monkeypatch.setenv(f"LDBENCH_{name.upper()}_WEIGHTS", str(path))
+    assert create_extractor(name).fingerprint == ex.fingerprint

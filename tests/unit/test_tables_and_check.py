@@ -1,0 +1,64 @@
+"""Paper tables (markdown / LaTeX / CSV) and the regression check against a baseline."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from ldbench.cli import main
+from ldbench.regression import compare, write_baseline
+from ldbench.report.tables import build_table, render
+
+
+def _records(fd_ld=0.30, fd_plain=0.40):
+    out = []
+    for delta, train, sample, fd, kd in ((0.0, "none", "none", fd_plain, 0.004), (0.1, "noise", "init", fd_ld, 0.003)):
+        for metric, value in (("fd", fd), ("kd", kd)):
+            out.append({"dataset": "synth-brain", "method": "finetune",
+                        "drift": {"delta": delta, "train": train, "sample": sample}, "seed": 0, "editor": "sdedit",
+                        "metric": metric, "value": value, "ci95": [value * 0.8, value * 1.2], "n": 120,
+                        "extractor": "domain", "provenance": {"suite": "smoke"}})
+    return out
+
+
+def test_table_marks_the_best_value_and_names_the_extractor():
+    table = render(build_table(_records()), "markdown")
+    ld_row = next(line for line in table.splitlines() if "LD δ=0.1" in line)
+    assert "**0.300 [0.240, 0.360]**" in ld_row
+    assert "FD [domain]" in table and "not Inception" in table
+    no_ld = table.splitlines()[2]
+    assert "no LD" in no_ld  # no LD first, as in the paper
+
+
+def test_latex_and_csv_renderings():
+    latex = render(build_table(_records()), "latex")
+    assert r"\textbf{0.300" in latex and r"\begin{tabular}" in latex and r"$\delta$" in latex
+    rows = list(csv.reader(io.StringIO(render(build_table(_records()), "csv"))))
+    assert rows[0][:3] == ["method", "drift", "synth-brain · sdedit · FD [domain] value"]
+    assert float(rows[2][2]) == pytest.approx(0.30)
+
+
+def test_check_flags_only_real_regressions(tmp_path):
+    write_baseline(_records(), tmp_path / "b.json")
+    baseline = json.loads((tmp_path / "b.json").read_text())
+    assert all(f.verdict == "ok" for f in compare(_records(), baseline))
+    worse = compare(_records(fd_ld=0.50), baseline)  # FD is lower-is-better: 0.30 -> 0.50 regresses
+    assert [f.verdict for f in worse if f.metric == "fd"].count("regressed") == 1
+    better = compare(_records(fd_ld=0.10), baseline)
+    assert "improved" in {f.verdict for f in better} and "regressed" not in {f.verdict for f in better}
+    within = compare(_records(fd_ld=0.31), baseline)  # inside the stated tolerance (abs 0.02 / rel 10%)
+    assert all(f.verdict == "ok" for f in within)
+
+
+def test_check_cli_exit_codes(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"records": _records()}))
+    assert main(["check", str(run), "--baseline", str(tmp_path / "b.json"), "--update"]) == 0
+    assert main(["check", str(run), "--baseline", str(tmp_path / "b.json")]) == 0
+    (run / "results.json").write_text(json.dumps({"records": _records(fd_ld=0.9)}))
+    assert main(["check", str(run), "--baseline", str(tmp_path / "b.json")]) == 1
+    assert "regressed" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "nowhere"), "--baseline", str(tmp_path / "b.json")]) == 2
+    assert main(["table", str(run), "--format", "csv"]) == 0
