@@ -55,7 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")
 
     sub.add_parser("suites", help="list the suites in benchmarks/suites with their size")
-    sub.add_parser("datasets", help="list the registered datasets")
+    d = sub.add_parser("datasets", help="list the registered datasets, or check a copy of a real dataset")
+    dsub = d.add_subparsers(dest="datasets_command")
+    dc = dsub.add_parser("check", help="validate a dataset copy: print a summary, or every problem found (exit 2)")
+    dc.add_argument("name", help="dataset name (see `ldbench datasets`), e.g. adni, chexpert, manifest")
+    dc.add_argument("--root", required=True, type=Path, help="the dataset directory")
+    dc.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                    help="a dataset option (YAML value), e.g. uncertain=ones or image_size=128; repeatable")
     sub.add_parser("methods", help="list the fine-tuning methods and what each trains")
 
     s = sub.add_parser("stats", help="reference statistics: build, show, verify")
@@ -153,6 +159,8 @@ def _dispatch(args) -> int:
     if args.command == "suites":
         return commands.suites()
     if args.command == "datasets":
+        if getattr(args, "datasets_command", None) == "check":
+            return commands.datasets_check(args)
         return commands.datasets()
     if args.command == "methods":
         return commands.methods()

@@ -96,6 +96,42 @@ def datasets() -> int:
     return 0
 
 
+def datasets_check(args) -> int:
+    """`ldbench datasets check NAME --root DIR`: summary (exit 0) or every problem found (exit 2)."""
+    import yaml
+
+    from ldbench.data import DATASETS, create_dataset
+
+    if not getattr(DATASETS.get(args.name), "needs", None):
+        raise UserError(f"dataset {args.name!r} is embedded: there is no copy to check")
+    options = {}
+    for item in args.options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: use KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {item!r}: value is not YAML ({exc})") from None
+    try:
+        ds = create_dataset(args.name, root=str(args.root), **options)
+    except TypeError as exc:
+        raise UserError(f"dataset {args.name!r}: bad options ({exc})") from None
+    summary, problems = ds.check()
+    splits = summary.pop("splits", {})
+    for key, value in summary.items():
+        out.print(f"{key}: {value}", markup=False, highlight=False)
+    for split, counts in splits.items():
+        out.print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False, highlight=False)
+    if problems:
+        out.print(f"{len(problems)} problem(s):", markup=False)
+        for p in problems:
+            out.print(f"  ✗ {p}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    out.print("✓ no problems found", markup=False)
+    return 0
+
+
 def methods() -> int:
     from ldbench.methods import METHODS
 

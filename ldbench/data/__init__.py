@@ -16,7 +16,8 @@ def create_dataset(name: str, **options) -> Dataset:
 
 
 def _register_builtin() -> None:
-    from ldbench.data.synthetic import brain  # noqa: F401  (registers synth-brain)
+    from ldbench.data import adapters  # noqa: F401  (registers the real-data adapters)
+    from ldbench.data.synthetic import brain, cxr  # noqa: F401  (register synth-brain, synth-cxr)
 
 
 _register_builtin()

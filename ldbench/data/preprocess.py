@@ -2,7 +2,8 @@
 
 Five kinds, applied in this order, one registry each (`POLICIES[kind]`):
 
-    orientation  volumes only: `canonical` (nibabel as_closest_canonical, RAS+) | `none` (as stored)
+    orientation  volumes only: `canonical` (the closest RAS+ orientation, as nibabel as_closest_canonical:
+                 io_orientation of the affine applied to the loaded array) | `none` (as stored)
     slice        volumes only, 3-D -> 2-D axial: `relative` (at: fraction of the brain's z extent,
                  0 = lowest brain slice, 1 = top; default 0.6 = lateral ventricles) | `index` (index: int)
     channels     colour images only: `luminance` (ITU-R 601 weights) | `first` | `mean` | `reject`
@@ -48,15 +49,17 @@ def _register(kind: str, name: str):
 
 
 @_register("orientation", "canonical")
-def _canonical(img) -> np.ndarray:
-    import nibabel as nib
+def _canonical(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The voxel axes permuted/flipped to the closest RAS+ orientation: what nibabel's
+    as_closest_canonical does to the data array, applied to the already loaded array."""
+    from nibabel.orientations import apply_orientation, io_orientation
 
-    return np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float64)
+    return apply_orientation(volume, io_orientation(affine))
 
 
 @_register("orientation", "none")
-def _as_stored(img) -> np.ndarray:
-    return np.asarray(img.dataobj, dtype=np.float64)
+def _as_stored(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return volume
 
 
 # --- slice (3-D volume -> 2-D axial image) --------------------------------------------------------------
@@ -65,7 +68,8 @@ def _as_stored(img) -> np.ndarray:
 def brain_extent(volume: np.ndarray) -> tuple[int, int]:
     """First and last z index holding foreground (voxels above 10% of the 99th percentile, >= 1% of the
     busiest slice's foreground count)."""
-    thr = 0.1 * np.percentile(volume, 99)
+    step = max(1, round((volume.size / 2e5) ** (1 / 3)))  # the threshold from <= ~200k voxels
+    thr = 0.1 * np.percentile(volume[::step, ::step, ::step], 99)
     counts = (volume > thr).sum(axis=(0, 1))
     if counts.max() == 0:
         raise ImageError("volume has no foreground (all voxels equal)")
@@ -206,7 +210,7 @@ def _lanczos(img: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:
 
 # --- policies with parameters ---------------------------------------------------------------------------
 
-_CONTEXT_ARGS = {"size", "bit_depth"}  # filled in by the pipeline, not by the user
+_CONTEXT_ARGS = {"size", "bit_depth", "affine"}  # filled in by the pipeline, not by the user
 
 
 @dataclass(frozen=True)
@@ -287,10 +291,7 @@ class Pipeline:
         while data.ndim > 2 and data.shape[-1] == 1:  # (H, W, 1), (X, Y, Z, 1)
             data = data[..., 0]
         if raw.nifti is not None and data.ndim == 3:
-            vol = self.orientation(raw.nifti)
-            while vol.ndim > 3 and vol.shape[-1] == 1:
-                vol = vol[..., 0]
-            data = self.slice(vol)
+            data = self.slice(self.orientation(data, affine=raw.nifti.affine))
         elif raw.nifti is not None and data.ndim == 2:
             data = _axial(data[:, :, None], 0)
         elif data.ndim == 3 and data.shape[-1] in (3, 4) and raw.nifti is None:
@@ -302,8 +303,11 @@ class Pipeline:
             raise ImageError(f"image too small: shape {data.shape}")
         return data
 
-    def run(self, raw: RawImage, size: int) -> np.ndarray:
-        img = self.to_2d(raw)
-        img = self.intensity(img, bit_depth=raw.bit_depth)
+    def finish(self, img: np.ndarray, size: int, bit_depth: int | None = None) -> np.ndarray:
+        """A 2-D image from to_2d -> (size, size) float32 in [0, 1] (intensity and resize policies)."""
+        img = self.intensity(img, bit_depth=bit_depth)
         img = self.resize(img, size=size)
         return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+    def run(self, raw: RawImage, size: int) -> np.ndarray:
+        return self.finish(self.to_2d(raw), size, raw.bit_depth)

@@ -11,6 +11,7 @@ import torch
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.drift import Drift
 from ldbench.generate.sampling import decode_latents, edit_latents, encode_images, text_to_latents
+from ldbench.methods import prompt_for
 from ldbench.models import make_sampler
 from ldbench.progress import progress_bar
 from ldbench.registry import Registry
@@ -50,7 +51,7 @@ def _batched(n: int, size: int):
 def text2img(parts, dataset, test: ImageTable, drift, opts: EditorOptions, seed: int, quiet: bool) -> Generated:
     """Text-to-image: one sample per test image, prompted with that image's own caption, so the
     generated set follows the test split's attribute distribution."""
-    prompts = [dataset.caption(test.row(i)) for i in range(len(test))]
+    prompts = [prompt_for(parts, dataset.caption(test.row(i))) for i in range(len(test))]
     scheduler = make_sampler(opts.sampler, parts["scheduler"])
     gen = torch.Generator(device=parts["unet"].device).manual_seed(seed)
     latents = [
@@ -65,7 +66,7 @@ def text2img(parts, dataset, test: ImageTable, drift, opts: EditorOptions, seed:
 def sdedit(parts, dataset, test: ImageTable, drift, opts: EditorOptions, seed: int, quiet: bool) -> Generated:
     """Counterfactual edit of every test image (SDEdit): the source is noised to `strength` and
     denoised with the caption of its counterfactual (e.g. the diagnosis flipped)."""
-    prompts = [dataset.caption(dataset.counterfactual_row(test.row(i))) for i in range(len(test))]
+    prompts = [prompt_for(parts, dataset.caption(dataset.counterfactual_row(test.row(i)))) for i in range(len(test))]
     scheduler = make_sampler(opts.sampler, parts["scheduler"])
     source = encode_images(parts, torch.from_numpy(test.images))
     gen = torch.Generator(device=parts["unet"].device).manual_seed(seed)

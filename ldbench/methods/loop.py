@@ -3,6 +3,7 @@ Drifting applied to the forward process (ldbench.drift.training_inputs)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,9 @@ class TrainData:
     latent_mean: torch.Tensor
     latent_std: torch.Tensor
     captions: tuple[str, ...]
+    # DreamBooth's class-prior images (same layout); when set, every step adds an equally sized prior
+    # batch and the loss is instance MSE + prior_loss_weight · prior MSE.
+    prior: TrainData | None = None
 
     @classmethod
     @torch.no_grad()
@@ -59,18 +63,27 @@ def train_denoiser(
     lr: float,
     seed: int,
     train_text_encoder: bool = False,
+    prior_loss_weight: float = 1.0,
+    after_step: Callable[[], None] | None = None,
     desc: str = "train",
     quiet: bool = False,
 ) -> list[float]:
     """Train `trainable` (a subset of the UNet / text encoder parameters) for `steps` steps.
 
+    `train_text_encoder`: embed the captions through the text encoder every step (gradients reach its
+    trainable parameters, e.g. one token-embedding row) instead of once up front.
+    `data.prior` (DreamBooth): a prior batch joins every step, weighted by `prior_loss_weight`.
+    `after_step`: called after each optimizer step (e.g. to restore embedding rows that must not change).
     Returns the loss per step. Deterministic for a seed on CPU.
     """
     unet, text_encoder, tokenizer, scheduler = parts["unet"], parts["text_encoder"], parts["tokenizer"], parts["scheduler"]
     drift = drift or NO_DRIFT
     gen = torch.Generator().manual_seed(seed)
-    vocab = sorted(set(data.captions) | {""})
+    prior = data.prior
+    vocab = sorted(set(data.captions) | {""} | set(prior.captions if prior is not None else ()))
     caption_index = torch.tensor([vocab.index(c) for c in data.captions])
+    if prior is not None:
+        prior_index = torch.tensor([vocab.index(c) for c in prior.captions])
     empty = vocab.index("")
     ids = tokenize(tokenizer, vocab)
     if not train_text_encoder:
@@ -96,12 +109,24 @@ def train_denoiser(
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, n_train, (batch_size,), generator=gen)
         x_t, target = training_inputs(drift, scheduler, z0, noise, t)
+        if prior is not None:  # one forward pass over [instance; prior], as diffusers' DreamBooth script
+            pidx = torch.randint(len(prior.captions), (batch_size,), generator=gen)
+            pz0 = prior.latent_mean[pidx] + prior.latent_std[pidx] * torch.randn(
+                prior.latent_mean[pidx].shape, generator=gen)
+            pt = torch.randint(0, n_train, (batch_size,), generator=gen)
+            px_t, ptarget = training_inputs(drift, scheduler, pz0, torch.randn(pz0.shape, generator=gen), pt)
+            x_t, t, cap = torch.cat([x_t, px_t]), torch.cat([t, pt]), torch.cat([cap, prior_index[pidx]])
         emb = text_encoder(ids[cap])[0] if train_text_encoder else cached_embeddings[cap]
         pred = unet(x_t, t, encoder_hidden_states=emb).sample
-        loss = F.mse_loss(pred, target)
+        if prior is None:
+            loss = F.mse_loss(pred, target)
+        else:
+            loss = F.mse_loss(pred[:batch_size], target) + prior_loss_weight * F.mse_loss(pred[batch_size:], ptarget)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if after_step is not None:
+            after_step()
         losses.append(loss.item())
     unet.eval()
     text_encoder.eval()

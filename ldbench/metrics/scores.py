@@ -15,7 +15,9 @@ import numpy as np
 from ldbench.errors import UserError
 from ldbench.metrics.math import (
     bootstrap_ci,
+    features_route_is_cheaper,
     frechet_distance,
+    frechet_distance_from_features,
     gaussian_stats,
     kernel_inception_distance,
     prdc,
@@ -64,6 +66,12 @@ def distribution_metrics(images: np.ndarray, stats, extractor, evaluation, seed:
     """Fréchet and kernel distance of `images` to `stats`, each with a seeded bootstrap 95% CI over
     resamples of the generated set (B = evaluation.bootstrap)."""
     feats = extractor.features(images, batch_size=evaluation.batch_size)
+    if extractor.family == "radiomics":  # FRD: z-scored against the reference, log; see feature_distance_metrics
+        ref_n = len(stats.features) if stats.features is not None else int(stats.meta["n"])
+        return feature_distance_metrics(
+            feats, stats.mu, stats.sigma, stats.features, family=extractor.family, extractor=extractor.name,
+            kid=True, kid_subset_size=evaluation.kid_subset_size, kid_subsets=evaluation.kid_subsets,
+            bootstrap=evaluation.bootstrap, seed=seed, ref_n=ref_n)
     n, d = feats.shape
     note = rank_warning(n, d)
     if note:
@@ -156,8 +164,11 @@ def feature_distance_metrics(
                  "transform": "log(max(d_F^2, 1e-12)) (frd-score v1 default: log(d_F^2))"}
 
     def fd(f: np.ndarray, mu_sigma: tuple | None = None) -> float:
-        m, s = mu_sigma if mu_sigma is not None else gaussian_stats(f)
-        value = frechet_distance(m, s, ref_mu, ref_sigma)
+        if ref_feats is not None and features_route_is_cheaper(len(f), len(ref_feats), f.shape[1]):
+            value = frechet_distance_from_features(f, ref_feats)  # n x n_ref SVD, no d x d eigh
+        else:
+            m, s = mu_sigma if mu_sigma is not None else gaussian_stats(f)
+            value = frechet_distance(m, s, ref_mu, ref_sigma)
         if family == "radiomics":
             return float(np.log(max(value, 1e-12)))  # finite also for identical sets
         return value

@@ -18,7 +18,12 @@ SAMPLERS = ("ddim", "ddpm")
 def load_components(path_or_id: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
     """vae, text_encoder, tokenizer, unet, scheduler of a Stable Diffusion pipeline, frozen, in eval mode."""
     from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
+    # ldbench shows its own progress; loading takes a moment and its bars would only be noise.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     path = Path(path_or_id)
     looks_local = path.exists() or str(path_or_id).startswith((".", "/", "~"))
     if looks_local and not (path / "model_index.json").exists():

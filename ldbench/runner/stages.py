@@ -157,6 +157,13 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
         pixels = torch.from_numpy(train.images)[:, None].repeat(1, 3, 1, 1) * 2 - 1
         captions = [dataset.caption(train.row(i)) for i in range(len(train))]
         data = TrainData.from_pixels(parts["vae"], pixels, captions)
+        prepare = getattr(method, "prepare", None)  # e.g. dreambooth's class-prior images, from the base model
+        if prepare is not None:
+            data = prepare(parts, data, options, seed, ctx.quiet)
+            if data.prior is not None:
+                save_file({"latent_mean": data.prior.latent_mean.contiguous(),
+                           "latent_std": data.prior.latent_std.contiguous()}, str(tmp / "class_prior.safetensors"),
+                          metadata={"captions": json.dumps(list(data.prior.captions))})
         trained, losses = method.train(parts, data, train_drift, options, seed, ctx.quiet)
         save_file({k: v.contiguous() for k, v in trained.items()}, str(tmp / "trained.safetensors"))
         (tmp / "losses.json").write_text(json.dumps(losses))

@@ -166,3 +166,14 @@ def test_fid_help_documents_the_command(capsys):
         main(["fid", "--help"])
     text = capsys.readouterr().out
     assert "--kid-subset-size" in text and "reference statistics" in text and "16-bit" in text
+
+
+@pytest.mark.parametrize("n1,n2,d", [(30, 40, 64), (300, 200, 16), (20, 25, 512)])
+def test_frechet_from_features_equals_the_covariance_route(n1, n2, d):
+    from ldbench.metrics.math import frechet_distance, frechet_distance_from_features, gaussian_stats
+
+    rng = np.random.default_rng(n1)
+    a, b = rng.normal(size=(n1, d)), rng.normal(0.2, 1.3, size=(n2, d))
+    expected = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+    assert frechet_distance_from_features(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance_from_features(a, a) == pytest.approx(0.0, abs=1e-9)

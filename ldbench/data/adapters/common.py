@@ -15,6 +15,7 @@ import hashlib
 import io
 import math
 import numbers
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ def duplicates(entries: list[Entry], problems: list[str]) -> list[Entry]:
     out = []
     for e in entries:
         if e.path in seen_path:
-            problems.append(f"{e.where}: duplicate row: file {e.path.name} already listed at {seen_path[e.path]}; "
+            problems.append(f"{e.where}: duplicate row: file {_short(e.path)} already listed at {seen_path[e.path]}; "
                             f"remove one of the two rows")
             continue
         key = (e.subject, e.order)
@@ -144,6 +145,16 @@ def duplicates(entries: list[Entry], problems: list[str]) -> list[Entry]:
         seen_visit[key] = e.where
         out.append(e)
     return out
+
+
+def _short(path: Path) -> str:
+    return "/".join(path.parts[-3:])
+
+
+def _problem_order(problem: str) -> tuple:
+    """Problems sorted by file, then row number (problems without a row first)."""
+    m = re.match(r"^(.*?) row (\d+):", problem)
+    return (m.group(1), int(m.group(2))) if m else ("", -1)
 
 
 def _column(values: list) -> np.ndarray:
@@ -242,8 +253,9 @@ class RealDataset:
         for e in entries:
             try:
                 raw = read_image(e.path)
-                shape2d = self.pipeline.to_2d(raw).shape
-                img = self.pipeline.run(raw, self.image_size)
+                flat = self.pipeline.to_2d(raw)
+                shape2d = flat.shape
+                img = self.pipeline.finish(flat, self.image_size, raw.bit_depth)
             except ImageError as exc:
                 problems.append(f"{e.where}: {self._rel(e.path)}: {exc}")
                 continue
@@ -258,6 +270,7 @@ class RealDataset:
             problems.append(f"{self.root}: empty dataset: no usable images ({why}); {self.needs}")
         if kept:
             scan.table = self._table(np.stack(images), kept)
+        problems.sort(key=_problem_order)
         return scan
 
     def _rel(self, path: Path) -> str:

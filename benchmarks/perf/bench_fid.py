@@ -1,0 +1,151 @@
+"""Benchmark: `ldbench fid` (API) against torch-fidelity's calculate_metrics on the same images and weights.
+
+    python benchmarks/perf/bench_fid.py [--n 200] [--size 64]
+
+Writes N synth-brain-like 64x64 gray PNGs per side to a temp dir, and a seeded random torch-fidelity
+Inception-v3 weights file (the real weights are not available offline, so absolute FID values mean
+nothing; the timings and the agreement of the two implementations do). Measures
+- cold: both compute features of both folders and the FID (model construction included);
+- cached: ldbench loads reference statistics (.npz, built beforehand) for side B, computing only A;
+  torch-fidelity uses its own feature cache for input2 (filled by an untimed run).
+Prints times, ratios ldbench / torch-fidelity (targets: cold <= 1.0, cached <= 0.3 against
+torch-fidelity cold) and the FID difference. Not a test: run by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def brain_like(n: int, size: int, seed: int, atrophy: float) -> list[np.ndarray]:
+    """Ellipse 'skull' and 'brain', dark 'ventricles' widened by `atrophy`, smooth texture and noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = (np.mgrid[:size, :size] + 0.5) / size * 2 - 1
+    out = []
+    for _ in range(n):
+        a, b = rng.uniform(0.75, 0.85), rng.uniform(0.85, 0.95)
+        r = (xx / a) ** 2 + (yy / b) ** 2
+        img = np.where(r < 1.0, 0.9, 0.0) * (r > 0.85) + np.where(r <= 0.85, 0.55, 0.0)
+        v = atrophy + rng.uniform(0.08, 0.14)
+        vent = ((np.abs(xx) - 0.12) / v) ** 2 + (yy / (2.2 * v)) ** 2 < 1
+        img = np.where(vent & (r < 0.85), 0.15, img)
+        img = img + 0.05 * np.sin(rng.uniform(4, 9) * xx + rng.uniform(0, 6)) * (r < 0.85)
+        img = np.clip(img + rng.normal(0, 0.03, img.shape), 0, 1)
+        out.append(np.rint(img * 255).astype(np.uint8))
+    return out
+
+
+def random_inception(path: Path) -> None:
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        with (
+            mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}),
+            mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
+        ):
+            net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    torch.save(net.state_dict(), path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args()
+
+    import warnings
+
+    import torch_fidelity
+
+    warnings.filterwarnings("ignore", message=r"only \d+ samples for|This DataLoader will create")
+
+    from ldbench.data.images import ImageFolder
+    from ldbench.metrics.compare import CompareOptions, compare, folder_features
+    from ldbench.metrics.extractors import create_extractor
+    from ldbench.metrics.stats import ReferenceStats, save_reference_stats
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_fid_"))
+    dirs = {}
+    for name, seed, atrophy in (("a", 1, 0.04), ("b", 2, 0.0)):
+        d = tmp / name
+        d.mkdir()
+        for i, u8 in enumerate(brain_like(args.n, args.size, seed, atrophy)):
+            Image.fromarray(u8).save(d / f"{i:04d}.png")
+        dirs[name] = d
+    weights = tmp / "random-inception.pth"
+    random_inception(weights)
+    print(f"images: {args.n} + {args.n} gray {args.size}x{args.size} PNGs in {tmp}; torch threads "
+          f"{torch.get_num_threads()}, CPU")
+    print("weights: SEEDED RANDOM torch-fidelity Inception-v3 (real weights absent offline): FID values are "
+          "not comparable with published ones; timings and agreement are what this measures")
+
+    def tf_fid(**extra) -> float:
+        return torch_fidelity.calculate_metrics(
+            input1=str(dirs["a"]), input2=str(dirs["b"]), fid=True, cuda=False, verbose=False,
+            batch_size=args.batch_size, feature_extractor_weights_path=str(weights), **extra,
+        )["frechet_inception_distance"]
+
+    opts = CompareOptions(batch_size=args.batch_size)
+
+    t = time.perf_counter()
+    fid_tf = tf_fid(cache=False)
+    t_tf_cold = time.perf_counter() - t
+    print(f"torch-fidelity cold: {t_tf_cold:.1f} s", flush=True)
+
+    t = time.perf_counter()
+    ex = create_extractor("inception", weights_path=weights, allow_unverified=True)
+    (rec,) = compare(dirs["a"], dirs["b"], ex, opts)
+    t_ld_cold = time.perf_counter() - t
+    fid_ld = rec["value"]
+    print(f"ldbench cold: {t_ld_cold:.1f} s", flush=True)
+
+    # reference statistics for B (untimed, with features, as `ldbench stats build` makes them)
+    side_b = folder_features(ImageFolder(dirs["b"]), ex, args.batch_size)
+    desc = ex.describe()
+    meta = {"dataset": "bench-folder-b", "dataset_version": "1", "split": "test",
+            "content_hash": side_b.source["content_sha256"], "ldbench_version": "bench", "format": "x",
+            "extractor": {k: desc[k] for k in ("name", "family", "fingerprint", "resize_policy", "channel_policy",
+                                               "dim", "dtype")}, "dtype": "float64", "n": side_b.n}
+    stats_path = tmp / "b_stats.npz"
+    save_reference_stats(ReferenceStats(side_b.mu, side_b.sigma, side_b.features, meta), stats_path)
+
+    t = time.perf_counter()
+    ex = create_extractor("inception", weights_path=weights, allow_unverified=True)
+    (rec_c,) = compare(dirs["a"], stats_path, ex, opts)
+    t_ld_cached = time.perf_counter() - t
+    print(f"ldbench cached: {t_ld_cached:.1f} s", flush=True)
+
+    cache_dir = tmp / "tf_cache"
+    os.environ["TORCH_HOME"] = str(tmp / "torch_home")
+    tf_fid(cache=True, cache_root=str(cache_dir), input2_cache_name="bench_b")  # fills the cache (untimed)
+    t = time.perf_counter()
+    fid_tf_c = tf_fid(cache=True, cache_root=str(cache_dir), input2_cache_name="bench_b")
+    t_tf_cached = time.perf_counter() - t
+
+    print(f"{'':28s}{'ldbench':>10s}{'torch-fidelity':>16s}{'ratio':>8s}")
+    print(f"{'cold (both sides)':28s}{t_ld_cold:9.1f}s{t_tf_cold:15.1f}s{t_ld_cold / t_tf_cold:8.2f}   target <= 1.0")
+    print(f"{'cached B vs tf cold':28s}{t_ld_cached:9.1f}s{t_tf_cold:15.1f}s{t_ld_cached / t_tf_cold:8.2f}   "
+          "target <= 0.3")
+    print(f"{'cached B vs tf cached B':28s}{t_ld_cached:9.1f}s{t_tf_cached:15.1f}s"
+          f"{t_ld_cached / t_tf_cached:8.2f}")
+    print(f"FID ldbench {fid_ld:.6f}  torch-fidelity {fid_tf:.6f}  |diff| {abs(fid_ld - fid_tf):.2e} "
+          f"(rel {abs(fid_ld - fid_tf) / max(abs(fid_tf), 1e-12):.1e}); cached: ldbench {rec_c['value']:.6f}, "
+          f"torch-fidelity {fid_tf_c:.6f}")
+
+
+if __name__ == "__main__":
+    main()

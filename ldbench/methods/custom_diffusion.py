@@ -1,0 +1,59 @@
+"""`custom-diffusion` (Kumari et al. 2023): the UNet's cross-attention key/value projections
+(attn2.to_k, attn2.to_v) and a new modifier token's embedding row train; everything else is frozen.
+
+The modifier token is MethodOptions.placeholder_token, added and initialised as in textual-inversion
+and put in front of every prompt. Saved: the K/V weights under "unet.<name>" and {token: (1, dim)}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ldbench.methods import METHODS, MethodOptions
+from ldbench.methods.loop import TrainData, train_denoiser
+from ldbench.methods.tokens import KeepOtherRows, add_token, prefix_prompt
+
+UNET_PREFIX = "unet."
+
+
+def cross_attention_kv(unet) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in unet.named_parameters() if ".attn2.to_k." in n or ".attn2.to_v." in n}
+
+
+class CustomDiffusion:
+    name = "custom-diffusion"
+    trains = "UNet cross-attention K/V projections (attn2.to_k/to_v) + a modifier token's embedding row"
+
+    def train(self, parts, data: TrainData, drift, options: MethodOptions, seed: int, quiet: bool):
+        token = options.placeholder_token
+        token_id = add_token(parts, token, options.initializer_token)
+        parts["prompt"] = prefix_prompt(token)
+        data = dataclasses.replace(data, captions=tuple(parts["prompt"](c) for c in data.captions))
+        weight = parts["text_encoder"].get_input_embeddings().weight
+        kv = cross_attention_kv(parts["unet"])
+        losses = train_denoiser(
+            parts, data, [*kv.values(), weight], drift=drift, steps=options.steps,
+            batch_size=options.batch_size, lr=options.lr, seed=seed, train_text_encoder=True,
+            after_step=KeepOtherRows(weight, token_id), desc="custom-diffusion", quiet=quiet,
+        )
+        trained = {UNET_PREFIX + n: p.detach().clone() for n, p in kv.items()}
+        trained[token] = weight[token_id : token_id + 1].detach().clone()
+        return trained, losses
+
+    def apply(self, parts, trained: dict[str, torch.Tensor]) -> None:
+        unet_part = {k[len(UNET_PREFIX):]: v for k, v in trained.items() if k.startswith(UNET_PREFIX)}
+        tokens = {k: v for k, v in trained.items() if not k.startswith(UNET_PREFIX)}
+        kv = cross_attention_kv(parts["unet"])
+        if set(unet_part) != set(kv) or len(tokens) != 1:
+            raise ValueError("custom-diffusion weights do not match this UNet's cross-attention K/V layers")
+        with torch.no_grad():
+            for n, p in kv.items():
+                p.copy_(unet_part[n])
+        (token, embedding), = tokens.items()
+        add_token(parts, token, embedding)
+        parts["prompt"] = prefix_prompt(token)
+
+
+METHODS.add("custom-diffusion", CustomDiffusion())

@@ -1,0 +1,54 @@
+"""`lora` (Hu et al. 2022): low-rank adapters on the UNet's attention projections (to_q, to_k, to_v,
+to_out.0 of self- and cross-attention) through peft; only the adapters train.
+
+The adapters are added with diffusers' own `unet.add_adapter(LoraConfig)` (rank MethodOptions.lora_rank,
+alpha = rank) and saved as peft's adapter state dict alone (lora_A / lora_B weights), which
+`peft.set_peft_model_state_dict` or, with a "unet." prefix, `pipe.load_lora_weights` reads back.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ldbench.methods import METHODS, MethodOptions
+from ldbench.methods.loop import TrainData, train_denoiser
+
+TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def lora_config(rank: int):
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGET_MODULES)
+
+
+class LoRA:
+    name = "lora"
+    trains = "LoRA adapters (rank lora_rank) on the UNet attention projections; base weights frozen"
+
+    def train(self, parts, data: TrainData, drift, options: MethodOptions, seed: int, quiet: bool):
+        from peft import get_peft_model_state_dict
+
+        unet = parts["unet"]
+        torch.manual_seed(seed)  # the adapters' random init (lora_B starts at zero: no change at step 0)
+        unet.add_adapter(lora_config(options.lora_rank))
+        trainable = [p for n, p in unet.named_parameters() if "lora_" in n]
+        losses = train_denoiser(
+            parts, data, trainable, drift=drift, steps=options.steps, batch_size=options.batch_size,
+            lr=options.lr, seed=seed, desc="lora", quiet=quiet,
+        )
+        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(unet).items()}, losses
+
+    def apply(self, parts, trained: dict[str, torch.Tensor]) -> None:
+        from peft import set_peft_model_state_dict
+
+        rank = next(v.shape[0] for k, v in trained.items() if "lora_A" in k)
+        parts["unet"].add_adapter(lora_config(rank))
+        result = set_peft_model_state_dict(parts["unet"], trained)
+        unexpected = getattr(result, "unexpected_keys", None)
+        if unexpected:
+            raise ValueError(f"lora weights do not match this UNet: unexpected keys {unexpected[:3]}")
+        parts["unet"].eval().requires_grad_(False)
+
+
+METHODS.add("lora", LoRA())

@@ -1,0 +1,43 @@
+"""`textual-inversion` (Gal et al. 2023): a new token whose embedding row is the only thing that trains.
+
+The placeholder token (MethodOptions.placeholder_token, "<ld-med>") is added to the tokenizer, its row
+initialised from `initializer_token`, and put in front of every prompt. Every other row of the embedding
+is put back after each step, so UNet, autoencoder and text encoder stay bit-identical. Saved as
+{token: (1, dim)}, the format diffusers' `pipe.load_textual_inversion` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ldbench.methods import METHODS, MethodOptions
+from ldbench.methods.loop import TrainData, train_denoiser
+from ldbench.methods.tokens import KeepOtherRows, add_token, prefix_prompt
+
+
+class TextualInversion:
+    name = "textual-inversion"
+    trains = "one new token's embedding row (placeholder_token, in every prompt); everything else frozen"
+
+    def train(self, parts, data: TrainData, drift, options: MethodOptions, seed: int, quiet: bool):
+        token = options.placeholder_token
+        token_id = add_token(parts, token, options.initializer_token)
+        parts["prompt"] = prefix_prompt(token)
+        data = dataclasses.replace(data, captions=tuple(parts["prompt"](c) for c in data.captions))
+        weight = parts["text_encoder"].get_input_embeddings().weight
+        losses = train_denoiser(
+            parts, data, [weight], drift=drift, steps=options.steps, batch_size=options.batch_size,
+            lr=options.lr, seed=seed, train_text_encoder=True, after_step=KeepOtherRows(weight, token_id),
+            desc="textual-inversion", quiet=quiet,
+        )
+        return {token: weight[token_id : token_id + 1].detach().clone()}, losses
+
+    def apply(self, parts, trained: dict[str, torch.Tensor]) -> None:
+        (token, embedding), = trained.items()
+        add_token(parts, token, embedding)
+        parts["prompt"] = prefix_prompt(token)
+
+
+METHODS.add("textual-inversion", TextualInversion())
