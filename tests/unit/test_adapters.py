@@ -322,3 +322,13 @@ def test_bad_copy_leaves_nothing_cached(tmp_path, trees):
     art = stages.dataset_stage(ctx, good)
     again = stages.dataset_stage(ctx, create_dataset("manifest", root=str(trees["manifest"])))
     assert art.path == again.path and again.cached
+
+
+def test_a_replaced_image_under_an_unchanged_csv_changes_the_cache_key(tmp_path):
+    root = fixtures.write_manifest(tmp_path / "m", n_subjects=4)
+    before = create_dataset("manifest", root=str(root)).options()
+    image = sorted(p for p in root.rglob("*.png"))[0]
+    fixtures.write_png(image, np.ones((40, 36)) * 0.5)
+    after = create_dataset("manifest", root=str(root)).options()
+    assert before["index_sha256"] == after["index_sha256"]
+    assert before["images_fingerprint"] != after["images_fingerprint"]

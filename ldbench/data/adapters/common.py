@@ -26,7 +26,7 @@ import numpy as np
 from ldbench.data.base import SPLITS, ImageTable, PreparedDataset
 from ldbench.data.pairs import longitudinal_pairs
 from ldbench.data.preprocess import Pipeline
-from ldbench.data.readers import ImageError, read_image
+from ldbench.data.readers import IMAGE_SUFFIXES, ImageError, read_image
 from ldbench.data.splits import check_fractions, subject_splits
 from ldbench.errors import UserError
 
@@ -221,12 +221,24 @@ class RealDataset:
         return {
             "root": str(self.root),
             "index_sha256": digest.hexdigest(),
+            "images_fingerprint": self._images_fingerprint(),
             "image_size": self.image_size,
             "seed": self.seed,
             "split_fractions": list(self.split_fractions),
             "preprocess": self.pipeline.spec(),
             **self._extra_options(),
         }
+
+    def _images_fingerprint(self) -> str:
+        """SHA-256 over (relative path, size, mtime) of every image file under the root: an image replaced,
+        added or removed under an unchanged CSV changes the cache key (stat only; no file is read)."""
+        digest = hashlib.sha256()
+        if self.root.is_dir():
+            for p in sorted(self.root.rglob("*")):
+                if p.name.lower().endswith(IMAGE_SUFFIXES) and p.is_file():
+                    st = p.stat()
+                    digest.update(f"{p.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
 
     def prepare(self) -> PreparedDataset:
         scan = self.scan()
