@@ -8,13 +8,11 @@ is put back after each step, so UNet, autoencoder and text encoder stay bit-iden
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from ldbench.methods import METHODS, MethodOptions
 from ldbench.methods.loop import TrainData, train_denoiser
-from ldbench.methods.tokens import KeepOtherRows, add_token, prefix_prompt
+from ldbench.methods.tokens import add_token, prefix_prompt, with_placeholder
 
 
 class TextualInversion:
@@ -23,13 +21,10 @@ class TextualInversion:
 
     def train(self, parts, data: TrainData, drift, options: MethodOptions, seed: int, quiet: bool):
         token = options.placeholder_token
-        token_id = add_token(parts, token, options.initializer_token)
-        parts["prompt"] = prefix_prompt(token)
-        data = dataclasses.replace(data, captions=tuple(parts["prompt"](c) for c in data.captions))
-        weight = parts["text_encoder"].get_input_embeddings().weight
+        data, weight, token_id, keep_other_rows = with_placeholder(parts, data, options)
         losses = train_denoiser(
             parts, data, [weight], drift=drift, steps=options.steps, batch_size=options.batch_size,
-            lr=options.lr, seed=seed, train_text_encoder=True, after_step=KeepOtherRows(weight, token_id),
+            lr=options.lr, seed=seed, train_text_encoder=True, after_step=keep_other_rows,
             desc="textual-inversion", quiet=quiet,
         )
         return {token: weight[token_id : token_id + 1].detach().clone()}, losses

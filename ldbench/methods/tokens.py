@@ -44,6 +44,20 @@ class KeepOtherRows:
             self.weight[self.keep] = self.original[self.keep]
 
 
+def with_placeholder(parts: dict, data, options):
+    """The shared setup of the token methods: add options.placeholder_token (initialised from
+    options.initializer_token), prefix every prompt with it, and return (captioned data, the embedding
+    weight, the token's row id, a KeepOtherRows hook for it)."""
+    import dataclasses
+
+    token = options.placeholder_token
+    token_id = add_token(parts, token, options.initializer_token)
+    parts["prompt"] = prefix_prompt(token)
+    data = dataclasses.replace(data, captions=tuple(parts["prompt"](c) for c in data.captions))
+    weight = parts["text_encoder"].get_input_embeddings().weight
+    return data, weight, token_id, KeepOtherRows(weight, token_id)
+
+
 def prefix_prompt(prefix: str):
     """caption -> "prefix caption" (captions dropped to "" for classifier-free guidance stay "")."""
     return lambda caption: f"{prefix} {caption}" if caption else caption
