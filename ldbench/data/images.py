@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ldbench.data.readers import png_bit_depth
 from ldbench.errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -42,14 +43,6 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return head[24]
-    return None
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """One image as float64 (H, W) in [0, 1], following the module's value and channel policies."""
     from PIL import Image, UnidentifiedImageError
@@ -59,7 +52,7 @@ def read_image(path: str | Path) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             mode = im.mode
-            if mode in ("RGB", "RGBA", "LA", "L", "1", "P", "CMYK", "YCbCr") and _png_bit_depth(path) == 16:
+            if mode in ("RGB", "RGBA", "LA", "L", "1", "P", "CMYK", "YCbCr") and png_bit_depth(path) == 16:
                 raise UserError(
                     f"{path}: 16-bit colour PNG, which Pillow can only read truncated to 8 bits; "
                     "save it as 16-bit grayscale"

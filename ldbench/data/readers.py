@@ -67,6 +67,16 @@ def read_image(path: Path) -> RawImage:
     return raw
 
 
+def png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's IHDR header (None for other files). Pillow opens 16-bit grayscale PNGs
+    as mode "I", so the header, not the values, says whether a file is 16-bit."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return head[24]
+    return None
+
+
 def _read_pil(path: Path) -> RawImage:
     from PIL import Image
 
@@ -80,7 +90,8 @@ def _read_pil(path: Path) -> RawImage:
             im = im.getchannel("L")
             mode = "L"
         arr = np.asarray(im)
-    depth = 16 if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255) else 8
+    sixteen = mode.startswith("I;16") or (mode == "I" and (png_bit_depth(path) == 16 or arr.max(initial=0) > 255))
+    depth = 16 if sixteen else 8
     if mode == "F":
         depth = 32
     return RawImage(arr.astype(np.float64), format="", bit_depth=depth)

@@ -332,3 +332,13 @@ def test_a_replaced_image_under_an_unchanged_csv_changes_the_cache_key(tmp_path)
     after = create_dataset("manifest", root=str(root)).options()
     assert before["index_sha256"] == after["index_sha256"]
     assert before["images_fingerprint"] != after["images_fingerprint"]
+
+
+def test_sixteen_bit_png_with_small_values_is_read_as_sixteen_bit(tmp_path):
+    """A dark 16-bit PNG (every value <= 255) must still be scaled by 65535, not taken for 8-bit."""
+    from ldbench.data.readers import read_image
+
+    dark = np.full((8, 8), 200 / 65535.0)
+    fixtures.write_png(tmp_path / "dark16.png", dark, bits=16)
+    raw = read_image(tmp_path / "dark16.png")
+    assert raw.bit_depth == 16 and raw.data.max() == 200
