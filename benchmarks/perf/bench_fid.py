@@ -19,7 +19,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -44,20 +43,6 @@ def brain_like(n: int, size: int, seed: int, atrophy: float) -> list[np.ndarray]
     return out
 
 
-def random_inception(path: Path) -> None:
-    import torch_fidelity.feature_extractor_inceptionv3 as tfi
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        with (
-            mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}),
-            mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
-        ):
-            net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-        for module in net.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    torch.save(net.state_dict(), path)
 
 
 def main() -> None:
@@ -75,7 +60,7 @@ def main() -> None:
 
     from ldbench.data.images import ImageFolder
     from ldbench.metrics.compare import CompareOptions, compare, folder_features
-    from ldbench.metrics.extractors import create_extractor
+    from ldbench.metrics.extractors import create_extractor, write_random_inception_weights
     from ldbench.metrics.stats import ReferenceStats, save_reference_stats
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_fid_"))
@@ -87,7 +72,7 @@ def main() -> None:
             Image.fromarray(u8).save(d / f"{i:04d}.png")
         dirs[name] = d
     weights = tmp / "random-inception.pth"
-    random_inception(weights)
+    write_random_inception_weights(weights)
     print(f"images: {args.n} + {args.n} gray {args.size}x{args.size} PNGs in {tmp}; torch threads "
           f"{torch.get_num_threads()}, CPU")
     print("weights: SEEDED RANDOM torch-fidelity Inception-v3 (real weights absent offline): FID values are "

@@ -489,3 +489,24 @@ class ClipExtractor(_TransformersExtractor):
             out = self._model.get_image_features(pixel_values=pixels)
             return out if isinstance(out, torch.Tensor) else out.pooler_output
         return self._model(pixel_values=pixels).pooler_output
+
+
+def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Seeded random weights for torch-fidelity's Inception in its file format, for offline parity tests
+    and benchmarks only (their features mean nothing; an extractor loading them is `inception-unverified`)."""
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with (  # build the network without fetching or loading the real weights
+            mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}),
+            mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
+        ):
+            net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        for module in net.modules():  # keep activations at a sane scale through ~90 layers
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    torch.save(net.state_dict(), path)
+    return Path(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -32,6 +31,7 @@ from ldbench.metrics.extractors import (
     INCEPTION_SHA256,
     create_extractor,
     resolve_inception_path,
+    write_random_inception_weights,
 )
 from ldbench.metrics.math import frechet_distance, gaussian_stats, kernel_inception_distance
 
@@ -53,21 +53,7 @@ def _blas_one_thread():
 
 @pytest.fixture(scope="module")
 def random_inception_weights(tmp_path_factory) -> Path:
-    import torch_fidelity.feature_extractor_inceptionv3 as tfi
-
-    path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        with (
-            mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}),
-            mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
-        ):
-            net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-        for module in net.modules():  # keep activations at a sane scale through ~90 layers
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    torch.save(net.state_dict(), path)
-    return path
+    return write_random_inception_weights(tmp_path_factory.mktemp("inception") / "random-inception.pth")
 
 
 def _pattern_images(n: int, shift: float, seed: int) -> list[np.ndarray]:

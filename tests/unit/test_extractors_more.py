@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
 from ldbench.errors import UserError
-from ldbench.metrics.extractors import _inception_trunk, clean_resize_299, create_extractor
+from ldbench.metrics.extractors import (
+    _inception_trunk,
+    clean_resize_299,
+    create_extractor,
+    write_random_inception_weights,
+)
 
 
 @pytest.fixture(scope="module")
 def random_inception_weights(tmp_path_factory) -> Path:
-    import torch_fidelity.feature_extractor_inceptionv3 as tfi
-
-    path = tmp_path_factory.mktemp("inception-clean") / "random-inception.pth"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        with (
-            mock.patch.object(tfi, "load_state_dict_from_url", lambda *a, **k: {}),
-            mock.patch.object(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None),
-        ):
-            net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-        for module in net.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    torch.save(net.state_dict(), path)
-    return path
+    return write_random_inception_weights(tmp_path_factory.mktemp("inception-clean") / "random-inception.pth")
 
 
 def test_inception_clean_resizes_like_clean_fid_and_is_batch_invariant(random_inception_weights):
