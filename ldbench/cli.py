@@ -44,6 +44,28 @@ def _parser() -> argparse.ArgumentParser:
                    help="use an Inception weights file whose hash differs (records then say inception-unverified)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    td = sub.add_parser("tune-delta", help="choose δ on the validation split: grid, L1 and FD curves, the chosen δ",
+                        description="Fine-tune with each δ of a grid (δ = 0: no LD), sample the validation captions, "
+                        "and score L1 (the paper's Monte Carlo criterion) and FD against the validation split. The "
+                        "base model, method options, editor and evaluation come from --suite.")
+    td.add_argument("--dataset", help="dataset name (default: the suite's first)")
+    td.add_argument("--method", help="method name (default: the suite's first; its options come from the suite)")
+    td.add_argument("--suite", default="smoke", help="suite giving the base model, options and evaluation (default smoke)")
+    td.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a suite key, as for `ldbench run`; repeatable")
+    td.add_argument("--grid", default="-0.2:0.2:0.05", help="LOW:HIGH:STEP of δ, written --grid=-0.2:0.2:0.05 (the default; 0 is always in)")
+    td.add_argument("--criterion", choices=["fd", "l1"], default="fd", help="what selects δ (default fd)")
+    td.add_argument("--train", default="noise", help="training placement of the tuned δ (default noise)")
+    td.add_argument("--sample", default="init", help="sampling placement of the tuned δ (default init)")
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--out", type=Path, help="output directory (default: reports/tune-delta-DATASET-METHOD)")
+    td.add_argument("--cache-dir", type=Path, help="artifact cache (default: as for `ldbench run`)")
+    td.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    rp = sub.add_parser("report", help="re-render a run's report.html, tables and results from its cache (recomputes nothing)")
+    rp.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")
+    rp.add_argument("--cache-dir", type=Path, help="the cache the run used, if it moved (default: the one results.json names)")
+
     tb = sub.add_parser("table", help="print a run's results as the paper's table")
     tb.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")
     tb.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
@@ -154,6 +176,10 @@ def _dispatch(args) -> int:
         return commands.run(args)
     if args.command == "table":
         return commands.table(args)
+    if args.command == "report":
+        return commands.report(args)
+    if args.command == "tune-delta":
+        return commands.tune_delta(args)
     if args.command == "check":
         return commands.check(args)
     if args.command == "suites":

@@ -35,6 +35,60 @@ def run(args) -> int:
     return 0
 
 
+def tune_delta(args) -> int:
+    from ldbench.config import Component, load_suite
+
+    suite = load_suite(args.suite, args.overrides)
+    from ldbench.data import DATASETS
+    from ldbench.methods import METHODS
+
+    dataset = next((d for d in suite.datasets if d.name == args.dataset), None) if args.dataset else suite.datasets[0]
+    if dataset is None:
+        DATASETS.get(args.dataset)
+        dataset = Component(args.dataset)
+    method = next((m for m in suite.methods if m.name == args.method), None) if args.method else suite.methods[0]
+    if method is None:
+        METHODS.get(args.method)
+        method = Component(args.method)
+    from ldbench.runner.tune import TuneOptions, parse_grid, tune_delta
+
+    low, high, step = parse_grid(args.grid)
+    opts = TuneOptions(low=low, high=high, step=step, criterion=args.criterion, train=args.train, sample=args.sample,
+                       seed=args.seed)
+    out_dir = (args.out or Path.cwd() / "reports" / f"tune-delta-{dataset.name}-{method.name}").resolve()
+    result = tune_delta(suite, dataset, method, opts, out_dir, resolve_cache_dir(args.cache_dir), quiet=args.quiet)
+    out.print((out_dir / "tune-delta.md").read_text(), markup=False)
+    out.print(f"curve: {out_dir / 'tune-delta.json'}")
+    return 0 if result else 1
+
+
+def report(args) -> int:
+    """`ldbench report DIR`: re-render DIR's report, tables and results from the cache the run used,
+    recomputing nothing (a missing cache entry is an error, never a silent rebuild)."""
+    import json
+
+    from ldbench.config import suite_from_resolved
+
+    path = args.dir / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read results ({exc}); pass the output folder of `ldbench run`") from None
+    if not isinstance(results, dict) or "resolved_config" not in results or "cache_dir" not in results:
+        raise UserError(f"{path}: written by an older ldbench without its config and cache path; rerun `ldbench run`")
+    suite = suite_from_resolved(results["resolved_config"], str(path))
+    from ldbench.runner.run import RunOptions, run_suite
+
+    run_options = results.get("run_options") or {}
+    cache_dir = resolve_cache_dir(args.cache_dir) if args.cache_dir else Path(results["cache_dir"])
+    opts = RunOptions(out_dir=args.dir.resolve(), cache_dir=cache_dir, quiet=True, require_cached=True,
+                      base_model=run_options.get("base_model"), inception_weights=run_options.get("inception_weights"),
+                      allow_unverified_weights=bool(run_options.get("allow_unverified_weights")))
+    result = run_suite(suite, opts)
+    out.print(f"report: {args.dir / 'report.html'} ({len(result.records)} records, all from the cache)")
+    return 0
+
+
 def table(args) -> int:
     from ldbench.regression import load_results
     from ldbench.report.tables import build_table, render
@@ -73,15 +127,22 @@ def check(args) -> int:
 
 
 def suites() -> int:
+    """Each suite with its size and a cold-cache time estimate (ldbench.runner.estimate), so a user can pick
+    one that fits the time they have before starting it."""
     from ldbench.config import available_suites, load_suite
+    from ldbench.runner.estimate import estimate_suite, format_duration
 
-    table = Table("suite", "cells", "datasets × methods × drifts × seeds × editors", "description")
+    table = Table("suite", "cells", "datasets × methods × drifts × seeds × editors", "stages",
+                  "est. time (cold cache, 2 CPU cores)", "description")
     for name in available_suites():
         s = load_suite(name)
+        est = estimate_suite(s)
         table.add_row(name, str(len(s.cells())),
                       f"{len(s.datasets)} × {len(s.methods)} × {len(s.drifts)} × {len(s.seeds)} × {len(s.editors)}",
-                      s.description)
+                      str(est.stages), format_duration(est.seconds), s.description)
     out.print(table)
+    out.print("Estimates: ldbench/runner/estimate.py's cost model, calibrated on an unshared 2-core CPU machine; "
+              "shared stages (dataset, base model, fine-tunes shared across editors) are counted once.")
     return 0
 
 
@@ -155,7 +216,7 @@ def _extractor(name: str, args, **options):
 
 def fid(args) -> int:
     from ldbench.metrics.compare import CompareOptions, compare
-    from ldbench.metrics.scores import METRICS, display_name
+    from ldbench.metrics.scores import display_name, metric_info
 
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--bootstrap", args.bootstrap, 0),
                              ("--kid-subsets", args.kid_subsets, 1), ("--kid-subset-size", args.kid_subset_size, 2),
@@ -179,7 +240,7 @@ def fid(args) -> int:
         return 0
     table = Table("metric", "value", "95% CI", "n", "n ref", title=f"{args.a} vs {args.b}")
     for r in records:
-        fmt = METRICS[r["metric"]].fmt if r["metric"] in METRICS else "{:.4g}"
+        fmt = metric_info(r["metric"]).fmt if metric_info(r["metric"]) else "{:.4g}"
         ci = "" if r["ci95"] is None else f"[{fmt.format(r['ci95'][0])}, {fmt.format(r['ci95'][1])}]"
         table.add_row(display_name(r["metric"], r["extractor"]), fmt.format(r["value"]), ci, str(r["n"]),
                       str(r["details"].get("n_reference", "")))

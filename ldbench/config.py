@@ -45,6 +45,18 @@ class Evaluation:
     kid_subsets: int = 100
     bootstrap: int = 200  # B, bootstrap resamples of the generated set for the 95% CIs
     batch_size: int = 64
+    # Counterfactual evaluation (ldbench.runner.counterfactual), each off unless a suite asks for it:
+    counterfactual: bool = False  # SSIM/PSNR/L1 vs source and true counterfactual, CLD, composition, reversibility
+    effectiveness: bool = False  # oracle classifiers (trained on real data) read the intended attribute back
+    utility: bool = False  # the AUC protocol: classifiers trained on real / synthetic / 50-50, tested on real
+    utility_label: str = ""  # the binary attribute the AUC protocol classifies; "" = the one the dataset's
+    # counterfactuals flip (synth-brain: diagnosis, synth-cxr: cardiomegaly)
+    axiom_items: int = 16  # sources used for composition and reversibility (each costs null_edits + 2 edits)
+    null_edits: int = 10  # composition: L1 after 1 and after this many null edits
+    classifier: dict = field(default_factory=dict)  # ldbench.classify.ClassifierOptions for oracles and AUC
+    lpips_backbone: str = ""  # local LPIPS weights (AlexNet features and the LPIPS linear layers);
+    lpips_linear: str = ""  # without them LPIPS is skipped and the results say so
+    significance: bool = True  # LD minus no-LD for every metric, with CI and p-value
 
 
 @dataclass(frozen=True)
@@ -196,7 +208,18 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
     data = _read_yaml(path)
     for o in overrides:
         apply_override(data, o)
-    src = str(path)
+    return parse_suite(data, path.stem, str(path))
+
+
+def suite_from_resolved(resolved: dict, src: str) -> Suite:
+    """The Suite a run saved as its resolved config (Suite.to_dict), e.g. from results.json."""
+    if not isinstance(resolved, dict) or "name" not in resolved:
+        raise UserError(f"{src}: no resolved suite config in it; was it written by `ldbench run`?")
+    data = {k: v for k, v in resolved.items() if k != "name"}
+    return parse_suite(data, str(resolved["name"]), src)
+
+
+def parse_suite(data: dict, name: str, src: str) -> Suite:
     _reject_unknown(data, _TOP_KEYS, src)
     if data.get("version", SUITE_FORMAT_VERSION) != SUITE_FORMAT_VERSION:
         raise UserError(f"{src}: suite format version {data['version']!r} is not supported (expected {SUITE_FORMAT_VERSION})")
@@ -224,7 +247,7 @@ def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
         raise UserError(f"{src}: 'seeds' must be a list of integers, got {seeds_raw!r}")
     seeds = tuple(seeds_raw) or (0,)
     suite = Suite(
-        name=path.stem,
+        name=name,
         description=str(data.get("description") or ""),
         datasets=tuple(_component(c, f"{src}: datasets[{i}]") for i, c in enumerate(_list(data, "datasets", src))),
         base_model=_component(data.get("base_model", "embedded"), f"{src}: base_model"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write_text
 from ldbench.hashing import canonical_json
-from ldbench.metrics.scores import METRICS
+from ldbench.metrics.scores import metric_info
 
 SCHEMA = "ldbench.baseline/1"
 DEFAULT_TOLERANCES = {
@@ -68,7 +68,7 @@ def compare(records: list[dict], baseline: dict) -> list[Finding]:
         if r is None:
             findings.append(Finding(key, metric, entry["value"], None, tolerance, "missing"))
             continue
-        higher_better = METRICS[metric].higher_is_better if metric in METRICS else False
+        higher_better = metric_info(metric).higher_is_better if metric_info(metric) else False
         worse_by = (entry["value"] - r["value"]) if higher_better else (r["value"] - entry["value"])
         verdict = "regressed" if worse_by > tolerance else ("improved" if -worse_by > tolerance else "ok")
         findings.append(Finding(key, metric, entry["value"], r["value"], tolerance, verdict))

@@ -9,7 +9,8 @@ Loading rules (all recorded in the result's provenance via `ImageFolder.describe
 - sizes: every image must have the same height and width: images of differing sizes are refused
   (never resized silently); an unreadable or corrupt file is refused naming the file.
 
-Images are read in batches (`iter_batches`), so a folder never has to fit in memory at once.
+Images are read in batches (`iter_batches`), so a folder never has to fit in memory at once; the files
+of a batch are decoded on `workers` threads (default min(4, CPUs)), results in file order.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ldbench.data.readers import png_bit_depth
+from ldbench.data import readers
 from ldbench.errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -44,66 +45,44 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """One image as float64 (H, W) in [0, 1], following the module's value and channel policies."""
-    from PIL import Image, UnidentifiedImageError
+    """One image as float64 (H, W) in [0, 1], following the module's value and channel policies.
 
+    Decoding (bit depth, palette/bilevel/CMYK conversion, refusing 16-bit colour PNGs, corrupt files)
+    is ldbench.data.readers', shared with the dataset adapters; only the fixed rules of image folders
+    (divide by the dtype maximum, mean of R, G, B) are applied here."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("RGB", "RGBA", "LA", "L", "1", "P", "CMYK", "YCbCr") and png_bit_depth(path) == 16:
-                raise UserError(
-                    f"{path}: 16-bit colour PNG, which Pillow can only read truncated to 8 bits; "
-                    "save it as 16-bit grayscale"
-                )
-            if mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                mode = im.mode
-            elif mode in ("1", "CMYK", "YCbCr"):
-                im = im.convert("L" if mode == "1" else "RGB")
-                mode = im.mode
-            arr = np.asarray(im)
-    except UserError:
-        raise
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: unreadable or corrupt image ({first})") from None
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        scale = 65535.0
-    elif mode in ("L", "LA", "RGB", "RGBA"):
-        scale = 255.0
-    elif mode == "I" and arr.size and int(arr.min()) >= 0 and int(arr.max()) <= 65535:
-        scale = 65535.0  # Pillow versions that open 16-bit grayscale PNGs as 32-bit "I"
-    else:
-        raise UserError(f"{path}: unsupported image mode {mode!r} (use 8/16-bit gray or 8-bit RGB)")
-    x = arr.astype(np.float64)
-    if mode in ("LA", "RGBA"):
-        x = x[..., :-1]  # drop alpha
+        raw = readers.read_image(path)
+    except readers.ImageError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    if raw.bit_depth not in (8, 16) or raw.mode not in _FOLDER_MODES or (
+            raw.mode == "I" and not 0 <= raw.data.min() <= raw.data.max() <= 65535):
+        raise UserError(f"{path}: unsupported image mode {raw.mode!r} (use 8/16-bit gray or 8-bit RGB)")
+    x = raw.data
     if x.ndim == 3:
-        x = x.mean(axis=-1)
+        x = x[..., :3].mean(axis=-1)  # RGB(A) -> gray by the channel mean, alpha dropped
     if x.ndim != 2:
-        raise UserError(f"{path}: unexpected image shape {arr.shape}")
-    return x / scale
+        raise UserError(f"{path}: unexpected image shape {raw.data.shape}")
+    return x / (65535.0 if raw.bit_depth == 16 else 255.0)
+
+
+# Pillow modes an image folder accepts (after readers' conversions): 8-bit gray / RGB(A), 16-bit gray
+_FOLDER_MODES = ("L", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the header only."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: unreadable or corrupt image ({first})") from None
-    return h, w
+        return readers.image_size(path)
+    except readers.ImageError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 class ImageFolder:
     """A folder of same-size images, checked up front (headers only), read in batches."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, workers: int | None = None) -> None:
+        self.workers = readers.check_workers(workers, f"image folder {folder}")
         self.path = Path(folder)
         self.files = list_images(self.path)
         first = _image_size(self.files[0])
@@ -122,13 +101,14 @@ class ImageFolder:
         return len(self.files)
 
     def iter_batches(self, batch_size: int = 64) -> Iterator[np.ndarray]:
-        """(b, H, W) float64 batches in [0, 1], in file order."""
+        """(b, H, W) float64 batches in [0, 1], in file order; each batch's files are decoded on
+        `workers` threads (only one batch is in memory at a time)."""
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}")
         for s in range(0, len(self.files), batch_size):
+            files = self.files[s : s + batch_size]
             batch = []
-            for p in self.files[s : s + batch_size]:
-                img = read_image(p)
+            for p, img in zip(files, readers.ordered_map(read_image, files, self.workers), strict=True):
                 if img.shape != self.shape:  # a header that lied about the size
                     raise UserError(f"{p}: decoded size {img.shape} differs from {self.shape}")
                 batch.append(img)

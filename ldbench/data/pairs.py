@@ -10,9 +10,12 @@ from ldbench.data.base import ImageTable
 def longitudinal_pairs(table: ImageTable, all_followups: bool = True) -> list[tuple[int, int]]:
     """(baseline_row, followup_row) index pairs: per subject, its earliest visit paired with every later
     visit (or only the next one when all_followups is False). Subjects with one visit give no pair.
-    Both rows of a pair always share a subject and hence a split. Sorted by (subject, follow-up visit).
+    Both rows of a pair always share a subject and hence a split, and, for tables with a `slice` column
+    (several axial slices per volume), the slice position. Sorted by (subject, slice, follow-up visit).
     """
     subjects = np.asarray(table.attributes["subject"]).astype(str)
+    if "slice" in table.attributes:  # several slices per visit: pair the same slice position across visits
+        subjects = np.char.add(np.char.add(subjects, "\0"), np.asarray(table.attributes["slice"]).astype(str))
     visits = np.asarray(table.attributes["visit"])
     order = np.lexsort((visits, subjects))
     pairs: list[tuple[int, int]] = []

@@ -6,6 +6,10 @@ Five kinds, applied in this order, one registry each (`POLICIES[kind]`):
                  io_orientation of the affine applied to the loaded array) | `none` (as stored)
     slice        volumes only, 3-D -> 2-D axial: `relative` (at: fraction of the brain's z extent,
                  0 = lowest brain slice, 1 = top; default 0.6 = lateral ventricles) | `index` (index: int)
+                 | `relative-range` (start, stop, count: `count` evenly spaced positions from start to
+                 stop inclusive, as numpy.linspace, in the same brain-extent fraction as `relative`;
+                 each volume gives `count` images and each image's position becomes the `slice`
+                 attribute, so that a subject's visits can be paired slice by slice)
     channels     colour images only: `luminance` (ITU-R 601 weights) | `first` | `mean` | `reject`
     intensity    `percentile` (low, high: clip to those percentiles, scale to [0, 1]) | `zscore`
                  (clip: z-scores clipped to +-clip, mapped to [0, 1]) | `window` (center, width, as for
@@ -88,6 +92,40 @@ def _slice_relative(volume: np.ndarray, at: float = 0.6) -> np.ndarray:
         raise UserError(f"slice policy relative: at must be in [0, 1], got {at}")
     lo, hi = brain_extent(volume)
     return _axial(volume, int(round(lo + at * (hi - lo))))
+
+
+def _check_range(start: float = 0.5, stop: float = 0.7, count: int = 5) -> None:
+    """Checked when the policy is built (from the config), not per volume, so a bad range fails before
+    any file is read."""
+    if not 0.0 <= start < stop <= 1.0:
+        raise UserError(f"slice policy relative-range: need 0 <= start < stop <= 1 (fractions of the brain "
+                        f"extent), got start={start}, stop={stop}; e.g. start: 0.4, stop: 0.6")
+    if count < 1:
+        raise UserError(f"slice policy relative-range: count must be an integer >= 1, got {count}")
+
+
+def range_positions(start: float, stop: float, count: int) -> list[float]:
+    """The relative positions of a relative-range policy (rounded to 6 decimals: they are attribute
+    values and must compare equal across volumes and runs, free of linspace rounding noise)."""
+    return [round(float(x), 6) for x in np.linspace(start, stop, count)]
+
+
+@_register("slice", "relative-range")
+def _slice_range(volume: np.ndarray, start: float = 0.5, stop: float = 0.7, count: int = 5) -> list[np.ndarray]:
+    """`count` axial slices, one per position (same index rule as `relative`, the brain extent computed
+    once). Two positions that land on the same slice would give duplicate images under different
+    labels, so that is an ImageError naming how many distinct slices the volume has."""
+    _check_range(start, stop, count)
+    lo, hi = brain_extent(volume)
+    ks = [int(round(lo + at * (hi - lo))) for at in range_positions(start, stop, count)]
+    if len(set(ks)) < len(ks):
+        raise ImageError(f"slice range {start}..{stop} (count {count}) gives only {len(set(ks))} distinct axial "
+                         f"slices in this volume's brain extent (z {lo}..{hi}); lower count or widen the range")
+    return [_axial(volume, k) for k in ks]
+
+
+_slice_range.validate = _check_range  # type: ignore[attr-defined]
+MULTI_SLICE = frozenset({"relative-range"})  # slice policies giving several images per volume
 
 
 @_register("slice", "index")
@@ -262,6 +300,9 @@ def make_policy(kind: str, spec: object) -> Policy:
         if not ok:
             raise UserError(f"{kind} policy {name!r}: {key} must be a {type(default).__name__}, got {value!r}")
         params[key] = value
+    validate = getattr(fn, "validate", None)  # value checks that need no image, run at build time
+    if validate is not None:
+        validate(**params)
     return Policy(kind, name, tuple(sorted(params.items())))
 
 
@@ -285,23 +326,52 @@ class Pipeline:
     def spec(self) -> dict:
         return {kind: getattr(self, kind).spec() for kind in KINDS}
 
-    def to_2d(self, raw: RawImage) -> np.ndarray:
-        """The raw values as one 2-D float64 image (orientation, slice and channel policies applied)."""
+    @property
+    def multi_slice(self) -> bool:
+        """True when the slice policy gives several images per volume (each with a `slice` position)."""
+        return self.slice.name in MULTI_SLICE
+
+    def slice_positions(self) -> list[float] | None:
+        """The relative positions of a multi-slice policy, in output order; None for single-slice ones."""
+        if not self.multi_slice:
+            return None
+        p = dict(self.slice.params)
+        return range_positions(p["start"], p["stop"], p["count"])
+
+    def to_2d_all(self, raw: RawImage) -> list[tuple[float | None, np.ndarray]]:
+        """(slice position, 2-D float64 image) for every image `raw` gives (orientation, slice and channel
+        policies applied). One image, position None, unless `raw` is a 3-D volume and the slice policy is
+        a multi-slice one."""
         data = raw.data
         while data.ndim > 2 and data.shape[-1] == 1:  # (H, W, 1), (X, Y, Z, 1)
             data = data[..., 0]
+        out: list[tuple[float | None, np.ndarray]]
         if raw.nifti is not None and data.ndim == 3:
-            data = self.slice(self.orientation(data, affine=raw.nifti.affine))
+            sliced = self.slice(self.orientation(data, affine=raw.nifti.affine))
+            if isinstance(sliced, list):
+                out = list(zip(self.slice_positions() or [None] * len(sliced), sliced, strict=True))
+            else:
+                out = [(None, sliced)]
         elif raw.nifti is not None and data.ndim == 2:
-            data = _axial(data[:, :, None], 0)
+            out = [(None, _axial(data[:, :, None], 0))]
         elif data.ndim == 3 and data.shape[-1] in (3, 4) and raw.nifti is None:
-            data = self.channels(data)
-        if data.ndim != 2:
-            want = "a 3-D volume or a 2-D image" if raw.nifti is not None else "a 2-D image (grayscale or RGB)"
-            raise ImageError(f"wrong dimensionality: shape {raw.data.shape}, want {want}")
-        if min(data.shape) < 2:
-            raise ImageError(f"image too small: shape {data.shape}")
-        return data
+            out = [(None, self.channels(data))]
+        else:
+            out = [(None, data)]
+        for _, img in out:
+            if img.ndim != 2:
+                want = "a 3-D volume or a 2-D image" if raw.nifti is not None else "a 2-D image (grayscale or RGB)"
+                raise ImageError(f"wrong dimensionality: shape {raw.data.shape}, want {want}")
+            if min(img.shape) < 2:
+                raise ImageError(f"image too small: shape {img.shape}")
+        return out
+
+    def to_2d(self, raw: RawImage) -> np.ndarray:
+        """The one 2-D image of `raw` (single-slice policies; see to_2d_all for multi-slice ones)."""
+        images = self.to_2d_all(raw)
+        if len(images) != 1:
+            raise ValueError(f"the {self.slice.name} slice policy gives {len(images)} images; use to_2d_all")
+        return images[0][1]
 
     def finish(self, img: np.ndarray, size: int, bit_depth: int | None = None) -> np.ndarray:
         """A 2-D image from to_2d -> (size, size) float32 in [0, 1] (intensity and resize policies)."""
@@ -311,3 +381,7 @@ class Pipeline:
 
     def run(self, raw: RawImage, size: int) -> np.ndarray:
         return self.finish(self.to_2d(raw), size, raw.bit_depth)
+
+    def run_all(self, raw: RawImage, size: int) -> list[tuple[float | None, np.ndarray]]:
+        """(slice position, (size, size) float32 image) for every image of `raw` (see to_2d_all)."""
+        return [(pos, self.finish(img, size, raw.bit_depth)) for pos, img in self.to_2d_all(raw)]

@@ -54,7 +54,7 @@ def text_to_latents(parts: dict, scheduler, prompts: list[str], drift: Drift, st
     """Sample z_0 for each prompt, starting from z_T ~ N(δ, I) under the drift's sampling placement."""
     unet = parts["unet"]
     scheduler.set_timesteps(steps, device=unet.device)
-    size = unet.config.sample_size
+    size = parts.get("latent_size") or unet.config.sample_size  # run_edits sets the dataset's size
     shape = (len(prompts), unet.config.in_channels, size, size)
     noise = randn_tensor(shape, generator=generator, device=unet.device, dtype=unet.dtype)
     latents = initial_latents(drift, noise, scheduler.init_noise_sigma)
@@ -80,6 +80,39 @@ def edit_latents(parts: dict, scheduler, source_latents: torch.Tensor, prompts: 
     start = forward_noised(drift, scheduler, source_latents, noise, timesteps[:1].repeat(len(source_latents)))
     embeddings = encode_prompts(parts, prompts, guidance_scale)
     return denoise(parts, scheduler, start, timesteps, embeddings, guidance_scale, drift, generator)
+
+
+@torch.no_grad()
+def invert_latents(parts: dict, source_latents: torch.Tensor, prompts: list[str], drift: Drift, steps: int,
+                   strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic DDIM inversion (Song et al. 2021; as used by Pix2Pix-Zero, Parmar et al. 2023).
+
+    Runs diffusers' DDIMInverseScheduler from z_0 up to the noise level where an SDEdit of the same
+    `steps` and `strength` would start, conditioned on `prompts` without guidance (the source caption,
+    as Pix2Pix-Zero inverts). Returns (x_t, the DDIM timesteps that denoise it back to z_0).
+
+    Under the `every-step` placement each reverse step is x_{t-1} = DDIM(x_t) + δ, so the exact inverse
+    of that step is x_t = DDIM⁻¹(x_{t-1} - δ): δ is removed before every inversion step. For `init`
+    nothing is added: δ only moves the start of sampling from noise, and an inverted latent already is
+    the source's own x_t.
+    """
+    from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+    unet = parts["unet"]
+    sampler = DDIMScheduler.from_config(parts["scheduler"].config)
+    inverse = DDIMInverseScheduler.from_config(parts["scheduler"].config)
+    sampler.set_timesteps(steps, device=source_latents.device)
+    inverse.set_timesteps(steps, device=source_latents.device)
+    n_run = min(int(steps * strength), steps)  # the same truncation as edit_latents
+    embeddings = encode_prompts(parts, prompts, 1.0)
+    latents = source_latents
+    shift = None if drift.is_zero or drift.sample != "every-step" else drift.delta_like(source_latents)
+    for t in inverse.timesteps[:n_run]:
+        if shift is not None:
+            latents = latents - shift
+        eps = unet(inverse.scale_model_input(latents, t), t, encoder_hidden_states=embeddings).sample
+        latents = inverse.step(eps, t, latents).prev_sample
+    return latents, sampler.timesteps[steps - n_run:]
 
 
 @torch.no_grad()

@@ -28,6 +28,11 @@ class MethodOptions:
     class_sample_steps dreambooth: DDIM steps to generate them (guidance 3.0).
     prior_loss_weight  dreambooth: weight of the prior-preservation term.
     lora_rank          lora: adapter rank r (alpha = r, so the LoRA scale is 1).
+    checkpoint         load instead of train: the method's trained weights made elsewhere, either one
+                       path for every cell or a mapping from δ (as written in the suite's drifts, e.g.
+                       "0.0", "0.1") to a path. A path is a .safetensors file of what the method trains
+                       (as ldbench saves it) or, for `finetune`, a diffusers pipeline / UNet directory.
+                       Its SHA-256 goes into the cache key and provenance; nothing is trained.
     """
 
     steps: int = 300
@@ -41,6 +46,7 @@ class MethodOptions:
     class_sample_steps: int = 20
     prior_loss_weight: float = 1.0
     lora_rank: int = 4
+    checkpoint: str | dict = ""
 
 
 class Method(Protocol):

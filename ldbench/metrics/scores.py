@@ -31,6 +31,7 @@ class MetricInfo:
     higher_is_better: bool
     fmt: str
     description: str
+    group: str = "realism"  # realism | identity | ground truth | effectiveness | axioms | utility (one table each)
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -44,6 +45,37 @@ METRICS: dict[str, MetricInfo] = {
     "recall": MetricInfo("Recall", True, "{:.3f}", "share of reference samples inside the generated k-NN manifold"),
     "density": MetricInfo("Density", True, "{:.3f}", "mean count of reference k-NN balls holding a generated sample, / k"),
     "coverage": MetricInfo("Coverage", True, "{:.3f}", "share of reference k-NN balls holding a generated sample"),
+    # Counterfactual metrics (ldbench.runner.counterfactual). "source_*": the edit against its source image
+    # (identity kept); "truth_*": against the true counterfactual (embedded re-render or real follow-up).
+    "source_ssim": MetricInfo("SSIM vs source", True, "{:.3f}", "structural similarity to the source image", "identity"),
+    "source_psnr": MetricInfo("PSNR vs source", True, "{:.2f}", "PSNR (dB, capped at 100) to the source image", "identity"),
+    "source_l1": MetricInfo("L1 vs source", False, "{:.4f}", "mean absolute pixel difference to the source image",
+                            "identity"),
+    "cld": MetricInfo("CLD", False, "{:.3f}", "counterfactual latent divergence (Melistas et al. 2024): minimality",
+                      "identity"),
+    "truth_ssim": MetricInfo("SSIM vs truth", True, "{:.3f}", "structural similarity to the true counterfactual",
+                             "ground truth"),
+    "truth_psnr": MetricInfo("PSNR vs truth", True, "{:.2f}", "PSNR (dB, capped at 100) to the true counterfactual",
+                             "ground truth"),
+    "truth_l1": MetricInfo("L1 vs truth", False, "{:.4f}", "mean absolute pixel difference to the true counterfactual",
+                           "ground truth"),
+    "truth_lpips": MetricInfo("LPIPS vs truth", False, "{:.4f}", "LPIPS distance to the true counterfactual",
+                              "ground truth"),
+    "effectiveness_auc": MetricInfo("Oracle AUC", True, "{:.3f}", "AUC of an oracle trained on real data for the "
+                                    "intended (target) attribute of each output", "effectiveness"),
+    "effectiveness_acc": MetricInfo("Oracle acc.", True, "{:.3f}", "accuracy of that oracle at threshold 0.5",
+                                    "effectiveness"),
+    "effectiveness_mae": MetricInfo("Oracle MAE", False, "{:.2f}", "mean absolute error between an oracle regressor's "
+                                    "reading and the intended value", "effectiveness"),
+    "composition_l1": MetricInfo("Composition L1", False, "{:.4f}", "L1 to the source after k null edits (k in the "
+                                 "metric name)", "axioms"),
+    "reversibility_l1": MetricInfo("Reversibility L1", False, "{:.4f}", "L1 to the source after editing there and back",
+                                   "axioms"),
+    "auc_real": MetricInfo("AUC real", True, "{:.3f}", "classifier trained on real images, tested on real", "utility"),
+    "auc_synthetic": MetricInfo("AUC synthetic", True, "{:.3f}", "classifier trained on generated images only, "
+                                "tested on real", "utility"),
+    "auc_mixed": MetricInfo("AUC 50/50", True, "{:.3f}", "classifier trained on 50% real + 50% generated images, "
+                            "tested on real", "utility"),
 }
 PRDC_METRICS = ("precision", "recall", "density", "coverage")
 
@@ -56,16 +88,25 @@ def metric_names(extractor_family: str) -> tuple[str, str]:
     return ("fd", "kd")
 
 
+def metric_info(metric: str) -> MetricInfo | None:
+    """Metadata of a metric name; a qualifier after ':' names the attribute or k
+    ("effectiveness_auc:diagnosis", "composition_l1:10")."""
+    return METRICS.get(metric.split(":", 1)[0])
+
+
 def display_name(metric: str, extractor: str) -> str:
-    info = METRICS.get(metric)
+    info = metric_info(metric)
     base = info.display if info else metric
+    if ":" in metric:
+        base += f" ({metric.split(':', 1)[1]})"
+    if info is not None and info.group != "realism":
+        return base  # pixel / oracle / classifier metrics: no feature extractor involved
     return base if metric in ("fid", "kid") and extractor == "inception" else f"{base} [{extractor}]"
 
 
-def distribution_metrics(images: np.ndarray, stats, extractor, evaluation, seed: int) -> list[dict]:
-    """Fréchet and kernel distance of `images` to `stats`, each with a seeded bootstrap 95% CI over
-    resamples of the generated set (B = evaluation.bootstrap)."""
-    feats = extractor.features(images, batch_size=evaluation.batch_size)
+def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: int) -> list[dict]:
+    """Fréchet and kernel distance of the generated set's features `feats` (from `extractor`) to `stats`,
+    each with a seeded bootstrap 95% CI over resamples of the generated set (B = evaluation.bootstrap)."""
     if extractor.family == "radiomics":  # FRD: z-scored against the reference, log; see feature_distance_metrics
         ref_n = len(stats.features) if stats.features is not None else int(stats.meta["n"])
         return feature_distance_metrics(

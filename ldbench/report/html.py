@@ -8,9 +8,10 @@ import json
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ldbench.metrics.scores import METRICS, display_name
+from ldbench.drift import Drift
+from ldbench.metrics.scores import display_name, metric_info
 from ldbench.report import plots
-from ldbench.report.tables import summarize
+from ldbench.report.tables import effects_rows, summarize
 
 
 def _data_uri(png: bytes) -> str:
@@ -21,7 +22,7 @@ def _metric_rows(records: list[dict]) -> list[dict]:
     s = summarize(records)
     rows = []
     for (dataset, editor, metric), by_row in sorted(s["cells"].items()):
-        info = METRICS.get(metric)
+        info = metric_info(metric)
         for (method, label), recs in sorted(by_row.items(), key=lambda kv: (kv[0][0], kv[0][1] != "no LD")):
             r = recs[0]
             fmt = info.fmt if info else "{:.4g}"
@@ -67,12 +68,131 @@ def _sample_figures(inputs: dict, n: int = 4) -> list[dict]:
         rows = []
         for j, i in enumerate(g["source_index"][:n]):
             src, cf = g["source_images"][i], g["images"][j]
-            entries = [src, cf, g["ground_truth"][i], cf - g["ground_truth"][i]] if has_gt else [src, cf, cf - src]
+            entries = [src, cf, g["ground_truth"][j], cf - g["ground_truth"][j]] if has_gt else [src, cf, cf - src]
             rows.append((f"test #{int(i)}", entries))
         figures.append({
             "title": f"{g['dataset']} · {g['method']} · {g['drift'].label} · {g['editor']} · seed {g['seed']}",
             "src": _data_uri(plots.sample_grid(rows, columns)),
         })
+    return figures
+
+
+def _fmt(metric: str):
+    info = metric_info(metric)
+    return (info.fmt if info else "{:.4g}").format
+
+
+def _value_text(recs: list[dict]) -> str:
+    """Value [CI] of one record, or the mean over seeds (CIs are per generated set, so there is no single
+    CI for a mean over seeds; the seed count is shown instead)."""
+    fmt = _fmt(recs[0]["metric"])
+    if len(recs) == 1:
+        r = recs[0]
+        ci = f" [{fmt(r['ci95'][0])}, {fmt(r['ci95'][1])}]" if r.get("ci95") else ""
+        return fmt(r["value"]) + ci
+    return f"{fmt(float(np.mean([r['value'] for r in recs])))} (mean of {len(recs)} seeds)"
+
+
+def _summary_rows(records: list[dict], effects: list[dict]) -> list[dict]:
+    """The report's first table: per dataset · editor · metric · method · LD setting, no-LD and LD values
+    with CIs and a one-word verdict from the LD-effect tests, aggregated over seeds. The effects table
+    below keeps the per-seed detail (differences, p-values, tests); this one is for reading at a glance."""
+    by_key: dict = {}
+    for r in records:
+        drift = Drift(**r["drift"])
+        by_key.setdefault((r["dataset"], r["editor"], r["metric"], r["method"]), {}).setdefault(
+            drift.label, []).append(r)
+    tests: dict = {}
+    for e in effects:
+        key = (e["dataset"], e["editor"], e["metric"], e["method"], Drift(**e["drift"]).label)
+        tests.setdefault(key, []).append(e)
+    rows = []
+    for (dataset, editor, metric, method), by_label in sorted(by_key.items()):
+        base = by_label.get("no LD")
+        if base is None:
+            continue
+        info = metric_info(metric)
+        for label, recs in sorted(by_label.items()):
+            if label == "no LD":
+                continue
+            found = tests.get((dataset, editor, metric, method, label), [])
+            significant = [e for e in found if e["significant"]]
+            if not found:
+                verdict = "not tested"
+            elif not significant:
+                verdict = "no significant difference"
+            else:
+                better_ld = [(e["difference"] > 0) == info.higher_is_better for e in significant] if info else []
+                who = ("LD better" if all(better_ld) else "no LD better" if not any(better_ld) else "mixed") \
+                    if info else "different"
+                verdict = f"{who} (significant in {len(significant)}/{len(found)} seeds)" if len(found) > 1 \
+                    else f"{who} (significant)"
+            rows.append({
+                "dataset": dataset, "editor": editor, "metric": display_name(metric, recs[0]["extractor"]),
+                "direction": "" if info is None else ("↑" if info.higher_is_better else "↓"),
+                "method": method, "drift": label, "no_ld": _value_text(base), "ld": _value_text(recs),
+                "verdict": verdict, "significant": bool(significant),
+            })
+    return rows
+
+
+def _scalar_delta(drift: Drift) -> float | None:
+    """δ on the sweep's x axis: 0 for every no-LD setting, None for per-channel vectors (no single x)."""
+    if not drift.uses_ld:
+        return 0.0
+    return None if isinstance(drift.delta, tuple) else float(drift.delta)
+
+
+def _sweep_figures(records: list[dict]) -> list[dict]:
+    """Metric vs δ for every dataset · method · editor with records at two or more δ values; one line per
+    drift placement, the no-LD point (δ = 0) shared by every line. Several seeds at one δ: the mean value,
+    with the mean of their CI bounds as the error bar."""
+    groups: dict = {}
+    for r in records:
+        drift = Drift(**r["drift"])
+        x = _scalar_delta(drift)
+        if x is None or not np.isfinite(r["value"]):
+            continue
+        placement = "no LD" if not drift.uses_ld else f"{drift.train}/{drift.sample}"
+        groups.setdefault((r["dataset"], r["method"], r["editor"]), []).append((r, x, placement))
+    figures = []
+    for (dataset, method, editor), items in sorted(groups.items()):
+        if len({x for _, x, _ in items}) < 2:
+            continue
+        placements = sorted({p for _, _, p in items if p != "no LD"}) or ["no LD"]
+        series: dict = {}
+        labels: dict = {}
+        for metric in sorted({r["metric"] for r, _, _ in items}):
+            labels[metric] = display_name(metric, next(r["extractor"] for r, _, _ in items if r["metric"] == metric))
+            lines = {}
+            for placement in placements:
+                at: dict = {}
+                for r, x, p in items:
+                    if r["metric"] == metric and (p == placement or p == "no LD"):
+                        at.setdefault(x, []).append(r)
+                points = []
+                for x in sorted(at):
+                    recs = at[x]
+                    cis = [r["ci95"] for r in recs if r.get("ci95")]
+                    ci = (float(np.mean([c[0] for c in cis])), float(np.mean([c[1] for c in cis]))) if cis else None
+                    points.append((x, float(np.mean([r["value"] for r in recs])), ci))
+                if len(points) >= 2:
+                    lines[placement] = points
+            if lines:
+                series[metric] = lines
+        if series:
+            figures.append({"title": f"{dataset} · {method} · {editor}",
+                            "src": _data_uri(plots.sweep_curves(series, labels))})
+    return figures
+
+
+def _roc_figures(roc: list[dict]) -> list[dict]:
+    figures = []
+    for entry in roc:
+        if not entry.get("curves"):
+            continue
+        labels = {m: display_name(m, "") for m in entry["curves"]}
+        figures.append({"title": entry["title"], "src": _data_uri(plots.roc_curves(entry["curves"], labels))})
     return figures
 
 
@@ -86,6 +206,11 @@ def render_report(inputs: dict) -> str:
         suite=inputs["suite"].name,
         description=inputs["suite"].description,
         metric_rows=_metric_rows(records),
+        summary_rows=_summary_rows(records, inputs.get("effects", [])),
+        sweep_figures=_sweep_figures(records),
+        roc_figures=_roc_figures(inputs.get("roc", [])),
+        effect_rows=effects_rows(inputs.get("effects", [])),
+        notes=sorted({n for r in records for n in r["provenance"].get("notes", [])}),
         stand_in=any(e != "inception" for e in extractors),
         extractors=extractors,
         latent_figures=_latent_figures(inputs),

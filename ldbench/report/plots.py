@@ -64,3 +64,84 @@ def sample_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str]) ->
                 ax.set_ylabel(label, fontsize=7)
     fig.tight_layout()
     return _png(fig)
+
+
+def sweep_curves(series: dict[str, dict[str, list[tuple[float, float, tuple[float, float] | None]]]],
+                 metric_labels: dict[str, str] | None = None) -> bytes:
+    """Small multiples of metric vs δ: one panel per metric, one line per drift placement.
+
+    `series`: metric -> placement label -> [(δ, value, (ci_low, ci_high) or None)], points sorted by δ.
+    Error bars are the records' bootstrap 95% CIs, so a reader sees at once whether a δ step moves a
+    metric by more than its own sampling noise.
+    """
+    if not series:
+        raise ValueError("sweep_curves needs at least one metric")
+    metric_labels = metric_labels or {}
+    n = len(series)
+    n_cols = min(n, 4)
+    n_rows = -(-n // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.5 * n_rows), squeeze=False)
+    palette = sns.color_palette("colorblind")
+    placements = sorted({p for lines in series.values() for p in lines})
+    colors = {p: palette[i % len(palette)] for i, p in enumerate(placements)}
+    for ax, (metric, lines) in zip(axes.flat, series.items(), strict=False):
+        for placement, points in lines.items():
+            x = np.array([p[0] for p in points], dtype=float)
+            y = np.array([p[1] for p in points], dtype=float)
+            lo = np.array([p[2][0] if p[2] is not None else p[1] for p in points], dtype=float)
+            hi = np.array([p[2][1] if p[2] is not None else p[1] for p in points], dtype=float)
+            # A CI need not contain its point estimate (e.g. KD's subset mean); clip so errorbar never
+            # receives a negative length.
+            yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
+            ax.errorbar(x, y, yerr=yerr, marker="o", ms=3.5, capsize=2.5, lw=1.2, color=colors[placement],
+                        label=placement)
+        ax.axvline(0.0, color="grey", lw=0.6, ls=":")
+        ax.set_title(metric_labels.get(metric, metric), fontsize=9)
+        ax.set_xlabel("δ", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    legend: dict = {}  # every placement once, whichever panel drew it
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    labels, handles = list(legend), list(legend.values())
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) > 4)))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _png(fig)
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], metric_labels: dict[str, str] | None = None,
+               title: str = "") -> bytes:
+    """ROC curves of one cell: one line per AUC metric (its AUC in the legend) and the chance diagonal.
+
+    `curves`: metric -> (y_true in {0, 1}, score). A metric whose labels hold a single class has no ROC
+    curve; it is listed in the legend as undefined instead of being silently dropped.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    metric_labels = metric_labels or {}
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance (AUC 0.5)")
+    palette = sns.color_palette("colorblind")
+    for i, (metric, (y_true, score)) in enumerate(curves.items()):
+        y_true, score = np.asarray(y_true).astype(int).ravel(), np.asarray(score, dtype=float).ravel()
+        label = metric_labels.get(metric, metric)
+        if len(np.unique(y_true)) < 2:
+            ax.plot([], [], color=palette[i % len(palette)], label=f"{label}: AUC undefined (one class)")
+            continue
+        fpr, tpr, _ = roc_curve(y_true, score)
+        auc = roc_auc_score(y_true, score)
+        ax.plot(fpr, tpr, color=palette[i % len(palette)], lw=1.4, label=f"{label} (AUC {auc:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate", fontsize=8)
+    ax.set_ylabel("true positive rate", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _png(fig)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldbench.drift import Drift
-from ldbench.metrics.scores import METRICS, display_name
+from ldbench.metrics.scores import display_name, metric_info
 
 FORMATS = ("markdown", "latex", "csv")
 
@@ -63,14 +63,14 @@ def build_table(records: list[dict]) -> Table:
              for col in columns}
     best = {}
     for col in columns:
-        info = METRICS.get(col[2])
+        info = metric_info(col[2])
         best[col] = (max if info and info.higher_is_better else min)(means[col].values())
     out_rows = []
     for row in rows:
         cells = []
         for col in columns:
             recs = s["cells"][col].get(row)
-            fmt = METRICS[col[2]].fmt if col[2] in METRICS else "{:.4g}"
+            fmt = metric_info(col[2]).fmt if metric_info(col[2]) else "{:.4g}"
             if not recs:
                 cells.append(Cell(None, None, 0, False, fmt))
                 continue
@@ -125,3 +125,62 @@ def main_table_markdown(records: list[dict]) -> str:
     if not records:
         return "_no results_\n"
     return render(build_table(records), "markdown")
+
+
+# One table per metric group (tables/<name>.md); "main" is realism, the paper's FID/KID table.
+TABLE_GROUPS = {
+    "main": ("realism",),
+    "counterfactual": ("identity", "ground truth", "axioms"),
+    "effectiveness": ("effectiveness",),
+    "utility": ("utility",),
+}
+
+
+def group_of(metric: str) -> str:
+    info = metric_info(metric)
+    return info.group if info else "realism"
+
+
+def group_tables_markdown(records: list[dict]) -> dict[str, str]:
+    """{table name: markdown} for every group that has records ("main" always)."""
+    out = {}
+    for name, groups in TABLE_GROUPS.items():
+        subset = [r for r in records if group_of(r["metric"]) in groups]
+        if subset or name == "main":
+            out[name] = main_table_markdown(subset)
+    return out
+
+
+def effects_rows(effects: list[dict]) -> list[dict]:
+    """Display rows of the LD-effect records: LD − no-LD per metric, CI, p-value, significance."""
+    rows = []
+    for e in effects:
+        info = metric_info(e["metric"])
+        fmt = info.fmt if info else "{:.4g}"
+        better = None
+        if e["significant"] and info is not None:
+            better = "LD" if (e["difference"] > 0) == info.higher_is_better else "no LD"
+        rows.append({
+            "dataset": e["dataset"], "method": e["method"], "editor": e["editor"], "seed": e["seed"],
+            "drift": Drift(**e["drift"]).label, "metric": display_name(e["metric"], e["extractor"]),
+            "no_ld": fmt.format(e["no_ld_value"]), "ld": fmt.format(e["ld_value"]),
+            "difference": fmt.format(e["difference"]),
+            "ci": f"[{fmt.format(e['ci95'][0])}, {fmt.format(e['ci95'][1])}]" if e.get("ci95") else "—",
+            "p": f"{e['p_value']:.3g}", "significant": "yes" if e["significant"] else "no",
+            "better": better or "—", "test": e["test"],
+        })
+    return rows
+
+
+def effects_table_markdown(effects: list[dict]) -> str:
+    head = ["dataset", "editor", "method", "seed", "drift", "metric", "no LD", "LD", "LD − no LD", "95% CI", "p",
+            "significant", "better", "test"]
+    keys = ["dataset", "editor", "method", "seed", "drift", "metric", "no_ld", "ld", "difference", "ci", "p",
+            "significant", "better", "test"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in effects_rows(effects):
+        lines.append("| " + " | ".join(str(row[k]) for k in keys) + " |")
+    return "\n".join(lines) + ("\n\nEach row compares a Latent Drifting cell with the no-LD cell of the same dataset, "
+                               "method, editor and seed. CI and p: paired bootstrap over the same test items where "
+                               "both cells edit the same sources (unpaired otherwise), DeLong for AUCs. "
+                               "Significant: the 95% CI excludes 0.\n")

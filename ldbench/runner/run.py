@@ -13,8 +13,11 @@ import numpy as np
 from ldbench.config import Suite
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write_text
+from ldbench.hashing import stable_hash
 from ldbench.progress import console
+from ldbench.runner import counterfactual as cf_stages
 from ldbench.runner import stages
+from ldbench.runner.effects import CellEvidence, ld_effects
 from ldbench.runner.provenance import environment
 from ldbench.runner.store import Artifact, Store
 
@@ -29,6 +32,12 @@ class RunOptions:
     base_model: str | None = None  # --base-model PATH_OR_ID replaces the suite's base model
     inception_weights: str | None = None
     allow_unverified_weights: bool = False
+    require_cached: bool = False  # `ldbench report`: every stage must come from the cache
+
+    def to_dict(self) -> dict:
+        """What `ldbench report` needs to re-open the same cache entries."""
+        return {"base_model": self.base_model, "inception_weights": self.inception_weights,
+                "allow_unverified_weights": self.allow_unverified_weights}
 
 
 @dataclass
@@ -55,7 +64,7 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
     from ldbench.config import Component
 
     start = time.perf_counter()
-    store = Store(opts.cache_dir)
+    store = Store(opts.cache_dir, read_only=opts.require_cached)
     ctx = stages.Context(store=store, quiet=opts.quiet)
     base_spec = Component("diffusers", {"path": opts.base_model}) if opts.base_model else suite.base_model
     extractor = make_extractor(suite, opts)  # fails early (missing weights) before any training
@@ -100,8 +109,10 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
     base = stages.base_model_stage(ctx, base_spec)
     log_stage()
 
+    latents = {spec: stages.latents_stage(ctx, art, base) for spec, (_, art, _, _) in datasets.items()}
     records: list[dict] = []
     generated: list[dict] = []
+    evidence: list[CellEvidence] = []
     cells = suite.cells()
     for i, cell in enumerate(cells, 1):
         ds, data_art, stats, stats_source = datasets[cell.dataset]
@@ -110,27 +121,51 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
                           f"seed {cell.seed} · {cell.editor.name}")
         ft = stages.finetune_stage(ctx, ds, data_art, base, cell.method, cell.drift, cell.seed)
         log_stage()
-        gen = stages.generate_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor, cell.drift, cell.seed)
+        editor_model = stages.editor_model_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor,
+                                                 cell.drift, cell.seed)
+        if editor_model is not None:
+            log_stage()
+        gen = stages.generate_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor, cell.drift, cell.seed,
+                                    editor_model=editor_model)
         log_stage()
         met = stages.metrics_stage(ctx, gen, stats, stats_source, extractor, ev, cell.seed)
         log_stage()
+        artifacts = {"dataset": data_art.key, "base_model": base.key, "finetune": ft.key, "generate": gen.key,
+                     "metrics": met.key}
+        if editor_model is not None:
+            artifacts["editor_model"] = editor_model.key
+        metrics = json.loads(met.file("metrics.json").read_text())
+        items: dict = {}
+        notes: list[str] = []
+        extra = _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_model, gen, latents[cell.dataset],
+                                           log_stage)
+        for stage_name, art in extra.items():
+            artifacts[stage_name] = art.key
+            if stage_name in ("counterfactual_metrics", "utility"):
+                metrics += json.loads(art.file("metrics.json").read_text())
+                items.update(cf_stages.load_items(art))
+                notes += art.meta.get("notes", [])
         provenance = {
             "suite": suite.name,
             "cell": {"dataset": dataclasses.asdict(cell.dataset), "method": dataclasses.asdict(cell.method),
                      "drift": cell.drift.to_dict(), "seed": cell.seed, "editor": dataclasses.asdict(cell.editor)},
             "resolved_config": suite.to_dict(),
-            "seeds": {"train": cell.seed, "sample": cell.seed, "bootstrap": cell.seed, "kid_subsets": cell.seed},
+            "seeds": {"train": cell.seed, "sample": cell.seed, "bootstrap": cell.seed, "kid_subsets": cell.seed,
+                      "classifiers": cell.seed},
             "method_options": ft.meta["options"],
+            "finetune_source": ({"loaded_from": ft.meta["loaded_from"], "sha256": ft.meta["checkpoint_sha256"]}
+                                if "loaded_from" in ft.meta else "trained by ldbench"),
             "editor_options": gen.meta["options"],
-            "artifacts": {"dataset": data_art.key, "base_model": base.key, "finetune": ft.key, "generate": gen.key,
-                          "metrics": met.key},
+            "artifacts": artifacts,
             "base_model_source": base.meta.get("source", "embedded tiny latent diffusion model (pretrained by ldbench)"),
             "reference_stats": stats_source,
             "extractor": extractor.describe(),
             "environment": env,
+            "notes": notes,
         }
-        for m in json.loads(met.file("metrics.json").read_text()):
-            records.append({
+        cell_records = []
+        for m in metrics:
+            cell_records.append({
                 "dataset": ds.name,
                 "method": cell.method.name,
                 "drift": cell.drift.to_dict(),
@@ -144,21 +179,79 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
                 "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
                 "provenance": provenance,
             })
+        records += cell_records
+        with np.load(met.file("features.npz"), allow_pickle=False) as z:
+            features = z["features"]
+        gen_arrays = stages.load_generated(gen)
+        evidence.append(CellEvidence(
+            dataset=ds.name, method=cell.method.name, editor=cell.editor.name, seed=cell.seed, drift=cell.drift,
+            records=cell_records, items=items, features=features,
+            pairing=stable_hash({"source": gen_arrays["source_index"].tolist(), "plan": stages.load_plan(gen)}),
+            stats=stats))
         generated.append({"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen})
 
-    latents = {spec: stages.latents_stage(ctx, art, base) for spec, (_, art, _, _) in datasets.items()}
-    write_outputs(suite, opts, records, base, latents, generated, env, log)
+    effects = ld_effects(evidence, ev) if ev.significance else []
+    roc = [{"title": f"{c.dataset} · {c.method} · {c.drift.label} · {c.editor} · seed {c.seed}",
+            "curves": {k.split("__", 1)[1]: (c.items[k], c.items["auc_score__" + k.split("__", 1)[1]])
+                       for k in sorted(c.items) if k.startswith("auc_y__")}}
+           for c in evidence if any(k.startswith("auc_y__") for k in c.items)]
+    write_outputs(suite, opts, records, effects, base, latents, generated, env, log, roc)
     return records
 
 
-def write_outputs(suite: Suite, opts: RunOptions, records: list[dict], base: Artifact, latents: dict,
-                  generated: list[dict], env: dict, log) -> None:
-    from ldbench.report.html import render_report
-    from ldbench.report.tables import main_table_markdown
+def _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_model, gen, test_latents,
+                               log_stage) -> dict:
+    """The counterfactual-metrics and AUC-protocol stages a suite asks for (evaluation.counterfactual,
+    .effectiveness, .utility); {} when it asks for none."""
+    out: dict = {}
+    parts: dict = {}
 
-    results = {"schema": RESULTS_SCHEMA, "suite": suite.name, "environment": env, "records": records}
+    def load_parts() -> dict:  # loaded at most once, and only when a stage is built (not on a cache hit)
+        if "parts" not in parts:
+            parts["parts"] = stages.load_editing_parts(ctx, base, ft, cell.method.name, cell.editor.name, editor_model)
+        return parts["parts"]
+
+    if ev.counterfactual or ev.effectiveness:
+        oracles = {}
+        if ev.effectiveness:
+            test = stages.load_table(data_art).split("test")
+            for attr in cf_stages.effectiveness_attributes(stages.load_plan(gen), test):
+                oracles[attr] = cf_stages.oracle_stage(ctx, data_art, attr, ev, cell.seed)
+                log_stage()
+                out[f"oracle_{attr}"] = oracles[attr]
+        out["counterfactual_metrics"] = cf_stages.counterfactual_metrics_stage(
+            ctx, ds, data_art, gen, test_latents, load_parts, cell.editor, cell.drift, ev, oracles, cell.seed)
+        log_stage()
+    if ev.utility:
+        gen_train = stages.generate_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor, cell.drift,
+                                          cell.seed, editor_model=editor_model, split="train")
+        log_stage()
+        real = cf_stages.real_classifier_stage(ctx, ds, data_art, ev, cell.seed)
+        log_stage()
+        out["generate_train"], out["classifier_real"] = gen_train, real
+        out["utility"] = cf_stages.utility_stage(ctx, ds, data_art, gen_train, real, ev, cell.seed)
+        log_stage()
+    return out
+
+
+def write_outputs(suite: Suite, opts: RunOptions, records: list[dict], effects: list[dict], base: Artifact,
+                  latents: dict, generated: list[dict], env: dict, log, roc: list[dict] = ()) -> None:
+    """results.json, tables/*.md and report.html. `roc`: [{title, curves: {metric: (y_true, score)}}] of the
+    AUC metrics (effectiveness oracles, AUC protocol) for the report's ROC figures."""
+    from ldbench.report.html import render_report
+    from ldbench.report.tables import effects_table_markdown, group_tables_markdown
+
+    results = {"schema": RESULTS_SCHEMA, "suite": suite.name, "cache_dir": str(Path(opts.cache_dir).resolve()),
+               "run_options": opts.to_dict(), "resolved_config": suite.to_dict(), "environment": env, "records": records,
+               "ld_effects": effects}
     atomic_write_text(opts.out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))
-    atomic_write_text(opts.out_dir / "tables" / "main.md", main_table_markdown(records))
+    written = ["results.json"]
+    for name, text in group_tables_markdown(records).items():
+        atomic_write_text(opts.out_dir / "tables" / f"{name}.md", text)
+        written.append(f"tables/{name}.md")
+    if effects:
+        atomic_write_text(opts.out_dir / "tables" / "ld_effect.md", effects_table_markdown(effects))
+        written.append("tables/ld_effect.md")
     natural = base.path / "natural_latents.npz"
     natural_latents = None
     if natural.exists():
@@ -178,22 +271,18 @@ def write_outputs(suite: Suite, opts: RunOptions, records: list[dict], base: Art
                 "seed": g["cell"].seed,
                 **stages.load_generated(g["generate"]),
                 "source_images": stages.load_table(g["data_art"]).split("test").images,
-                "ground_truth": _ground_truth(g["data_art"]),
+                "ground_truth": stages.truth_images(g["data_art"], g["generate"]),
             }
             for g in generated
         ],
+        "effects": effects,
+        "roc": list(roc),
         "environment": env,
     }
     atomic_write_text(opts.out_dir / "report.html", render_report(report_inputs))
-    log("outputs", files=["results.json", "tables/main.md", "report.html"])
+    log("outputs", files=[*written, "report.html"])
 
 
 def _npz(path: Path, key: str) -> np.ndarray:
     with np.load(path, allow_pickle=False) as z:
         return z[key]
-
-
-def _ground_truth(data_art: Artifact) -> np.ndarray | None:
-    if not data_art.meta.get("has_counterfactuals"):
-        return None
-    return stages.load_table(data_art, "counterfactuals").split("test").images

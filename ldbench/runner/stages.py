@@ -23,7 +23,7 @@ from ldbench.data import ImageTable, create_dataset
 from ldbench.data.base import Dataset
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
-from ldbench.generate import EDITORS, EditorOptions
+from ldbench.generate import EDITORS, EditorOptions, generate
 from ldbench.hashing import sha256_file, stable_hash
 from ldbench.methods import METHODS, MethodOptions
 from ldbench.methods.loop import TrainData
@@ -36,9 +36,10 @@ STAGE_VERSIONS = {
     "dataset": "1",
     "base-model": "1",
     "finetune": "1",
-    "generate": "1",
+    "generate": "2",
+    "editor-model": "1",
     "reference-stats": "1",
-    "metrics": "1",
+    "metrics": "2",
     "latents": "1",
 }
 
@@ -143,11 +144,48 @@ def training_drift(drift: Drift) -> Drift:
     return Drift(drift.delta, train=drift.train, sample="none")
 
 
+def checkpoint_file(method_name: str, checkpoint: str | dict, drift: Drift) -> Path | None:
+    """The weights file a cell loads instead of training (MethodOptions.checkpoint), or None."""
+    if not checkpoint:
+        return None
+    if isinstance(checkpoint, dict):
+        delta = drift.delta if isinstance(drift.delta, tuple) else float(drift.delta)
+        matches = [v for k, v in checkpoint.items() if _same_delta(k, delta)]
+        if not matches:
+            raise UserError(f"method {method_name}: options.checkpoint has no entry for δ={drift.label} "
+                            f"(keys: {', '.join(map(str, checkpoint))}); add one, e.g. '{delta}': PATH")
+        checkpoint = matches[0]
+    path = Path(str(checkpoint)).expanduser()
+    if path.is_dir():
+        for candidate in (path / "unet" / "diffusion_pytorch_model.safetensors", path / "diffusion_pytorch_model.safetensors"):
+            if candidate.is_file():
+                return candidate
+        raise UserError(f"{path}: no unet/diffusion_pytorch_model.safetensors in this directory; give the "
+                        "method's .safetensors file or a diffusers pipeline / UNet directory")
+    if not path.is_file():
+        raise UserError(f"method {method_name}: checkpoint {path} does not exist")
+    if path.suffix != ".safetensors":
+        raise UserError(f"{path}: checkpoints are read as .safetensors only (no pickle); convert it first")
+    return path
+
+
+def _same_delta(key: object, delta) -> bool:
+    try:
+        if isinstance(delta, tuple):
+            return tuple(float(x) for x in str(key).strip("()[] ").split(",")) == delta
+        return float(key) == delta
+    except ValueError:
+        return False
+
+
 def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, method_spec: Component,
                    drift: Drift, seed: int) -> Artifact:
     method = METHODS.get(method_spec.name)
     options = build_options(MethodOptions, method_spec.options, f"method {method_spec.name}")
     train_drift = training_drift(drift)
+    checkpoint = checkpoint_file(method.name, options.checkpoint, drift)
+    if checkpoint is not None:
+        return loaded_checkpoint_stage(ctx, base, method, options, checkpoint)
     config = {"method": method.name, "options": dataclasses.asdict(options), "drift": train_drift.to_dict(), "seed": seed}
 
     def build(tmp: Path) -> dict:
@@ -173,6 +211,30 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
     return ctx.store.get_or_build("finetune", STAGE_VERSIONS["finetune"], config, [data_art, base], build)
 
 
+def loaded_checkpoint_stage(ctx: Context, base: Artifact, method, options: MethodOptions, path: Path) -> Artifact:
+    """A model trained elsewhere: its tensors, checked to load into this base model, keyed by their SHA-256
+    (the same file gives the same artifact whatever the path or drift)."""
+    digest = sha256_file(path)
+    config = {"method": method.name, "checkpoint_sha256": digest}
+
+    def build(tmp: Path) -> dict:
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # safetensors raises several types for a damaged file
+            raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
+        try:
+            method.apply(load_base(ctx, base), tensors)  # fails here, clearly, if it does not fit the base model
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserError(f"{path}: these weights do not fit method {method.name} on this base model "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "trained.safetensors"))
+        (tmp / "losses.json").write_text("[]")
+        return {"loaded_from": str(path.resolve()), "checkpoint_sha256": digest, "n_tensors": len(tensors),
+                "options": {**dataclasses.asdict(options), "checkpoint": str(path.resolve())}}
+
+    return ctx.store.get_or_build("finetune", STAGE_VERSIONS["finetune"], config, [base], build)
+
+
 def load_finetuned(ctx: Context, base: Artifact, ft: Artifact, method_name: str) -> dict:
     parts = load_base(ctx, base)
     METHODS.get(method_name).apply(parts, load_file(str(ft.file("trained.safetensors"))))
@@ -188,28 +250,89 @@ def sampling_drift(drift: Drift) -> Drift:
     return Drift(drift.delta, train="none", sample=drift.sample)
 
 
-def generate_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, ft: Artifact,
-                   method_name: str, editor_spec: Component, drift: Drift, seed: int) -> Artifact:
+def editor_options(editor_spec: Component) -> EditorOptions:
+    return build_options(EditorOptions, editor_spec.options, f"editor {editor_spec.name}")
+
+
+def editor_model_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, ft: Artifact,
+                       method_name: str, editor_spec: Component, drift: Drift, seed: int) -> Artifact | None:
+    """The editor's own trained model (instruct: an image-conditioned UNet trained on longitudinal pairs of
+    the train split, starting from the fine-tuned model, under the cell's training drift); None for
+    editors that use the fine-tuned model as it is."""
     editor = EDITORS.get(editor_spec.name)
-    options = build_options(EditorOptions, editor_spec.options, f"editor {editor_spec.name}")
-    sample_drift = sampling_drift(drift)
-    config = {"editor": editor_spec.name, "options": dataclasses.asdict(options), "drift": sample_drift.to_dict(), "seed": seed}
+    if not hasattr(editor, "train"):
+        return None
+    options = editor_options(editor_spec)
+    train_drift = training_drift(drift)
+    config = {"editor": editor_spec.name, "options": dataclasses.asdict(options), "drift": train_drift.to_dict(),
+              "seed": seed}
 
     def build(tmp: Path) -> dict:
+        torch.manual_seed(seed)
         parts = load_finetuned(ctx, base, ft, method_name)
-        test = load_table(data_art).split("test")
-        out = editor(parts, dataset, test, sample_drift, options, seed, ctx.quiet)
-        np.savez(tmp / "generated.npz", images=out.images.astype(np.float32), latents=out.latents.astype(np.float32),
-                 source_index=out.source_index)
-        (tmp / "prompts.json").write_text(json.dumps(list(out.prompts)))
-        return {"n": len(out.images), "options": dataclasses.asdict(options)}
+        train = load_table(data_art).split("train")
+        tensors, losses = editor.train(parts, dataset, train, train_drift, options, seed, ctx.quiet)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "editor.safetensors"))
+        (tmp / "losses.json").write_text(json.dumps(losses))
+        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
+                "steps": len(losses)}
 
-    return ctx.store.get_or_build("generate", STAGE_VERSIONS["generate"], config, [data_art, ft], build)
+    return ctx.store.get_or_build("editor-model", STAGE_VERSIONS["editor-model"], config, [data_art, ft], build)
+
+
+def load_editing_parts(ctx: Context, base: Artifact, ft: Artifact, method_name: str, editor_name: str,
+                       editor_model: Artifact | None) -> dict:
+    parts = load_finetuned(ctx, base, ft, method_name)
+    if editor_model is not None:
+        EDITORS.get(editor_name).apply(parts, load_file(str(editor_model.file("editor.safetensors"))))
+    return parts
+
+
+def generate_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, ft: Artifact,
+                   method_name: str, editor_spec: Component, drift: Drift, seed: int,
+                   editor_model: Artifact | None = None, split: str = "test") -> Artifact:
+    """The editor's outputs for one split (the test split for evaluation; the train split for the AUC
+    protocol's synthetic training set), with its plan: sources, intended attributes, true counterfactuals."""
+    editor = EDITORS.get(editor_spec.name)
+    options = editor_options(editor_spec)
+    sample_drift = sampling_drift(drift)
+    config = {"editor": editor_spec.name, "options": dataclasses.asdict(options), "drift": sample_drift.to_dict(),
+              "seed": seed, "split": split}
+
+    def build(tmp: Path) -> dict:
+        parts = load_editing_parts(ctx, base, ft, method_name, editor_spec.name, editor_model)
+        table = load_table(data_art).split(split)
+        plan = editor.plan(dataset, table, bool(data_art.meta.get("has_counterfactuals")))
+        out = generate(editor, parts, dataset, table, plan, sample_drift, options, seed, ctx.quiet)
+        np.savez(tmp / "generated.npz", images=out.images.astype(np.float32), latents=out.latents.astype(np.float32),
+                 source_index=plan.source_index, truth_index=plan.truth_index)
+        (tmp / "prompts.json").write_text(json.dumps(list(out.prompts)))
+        (tmp / "plan.json").write_text(json.dumps({"target_rows": list(plan.target_rows), "truth_table": plan.truth_table,
+                                                   "changes": list(plan.changes)}))
+        return {"n": len(out.images), "options": dataclasses.asdict(options), "split": split,
+                "changes": list(plan.changes), "truth_table": plan.truth_table}
+
+    upstream = [data_art, ft] + ([editor_model] if editor_model is not None else [])
+    return ctx.store.get_or_build("generate", STAGE_VERSIONS["generate"], config, upstream, build)
 
 
 def load_generated(art: Artifact) -> dict[str, np.ndarray]:
     with np.load(art.file("generated.npz"), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def load_plan(art: Artifact) -> dict:
+    """{"target_rows": [...], "truth_table": str, "changes": [...]} of a generate artifact."""
+    return json.loads(art.file("plan.json").read_text())
+
+
+def truth_images(data_art: Artifact, gen: Artifact, split: str = "test") -> np.ndarray | None:
+    """The true counterfactual of each output (aligned with the generated images), or None."""
+    plan, idx = load_plan(gen), load_generated(gen)["truth_index"]
+    if not plan["truth_table"] or (idx < 0).any():
+        return None
+    table = "counterfactuals" if plan["truth_table"] == "counterfactuals" else "table"
+    return load_table(data_art, table).split(split).images[idx]
 
 
 # --- latents for the report's channel-distribution figure ------------------------------------------
@@ -296,8 +419,10 @@ def metrics_stage(ctx: Context, gen: Artifact, stats, stats_source: dict, extrac
 
     def build(tmp: Path) -> dict:
         images = load_generated(gen)["images"]
-        metrics = distribution_metrics(images, stats, extractor, evaluation, seed)
+        feats = extractor.features(images, batch_size=evaluation.batch_size)
+        metrics = distribution_metrics(feats, stats, extractor, evaluation, seed)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        np.savez(tmp / "features.npz", features=np.asarray(feats, dtype=np.float64))  # for LD-effect tests
         return {"n_metrics": len(metrics)}
 
     return ctx.store.get_or_build("metrics", STAGE_VERSIONS["metrics"], config, [gen], build)

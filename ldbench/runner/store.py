@@ -18,6 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ldbench.errors import UserError
 from ldbench.hashing import canonical_json, sha256_file, stable_hash
 
 MANIFEST = "artifact.json"
@@ -36,10 +37,13 @@ class Artifact:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, read_only: bool = False) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.events: list[dict] = []  # (stage, key, cached, seconds) of this process, for logs and tests
+        # read_only: a missing entry is an error instead of a build (`ldbench report` re-renders from the
+        # cache and must never quietly recompute a number).
+        self.read_only = read_only
 
     def key(self, stage: str, version: str, config: object, upstream: list[str]) -> str:
         return stable_hash({"stage": stage, "version": version, "config": config, "upstream": sorted(upstream)})
@@ -62,6 +66,9 @@ class Store:
             if found is not None:
                 self.events.append({"stage": stage, "key": key, "cached": True, "seconds": 0.0})
                 return found
+            if self.read_only:
+                raise UserError(f"the cache {self.root} has no {stage} entry {key[:12]} for this run; "
+                                "rerun it with `ldbench run` (same suite and --cache-dir)")
             # Leftovers of a build of this key killed mid-way (we hold its lock, so none is running).
             for stale in (self.root / stage).glob(f".tmp-{key}-*"):
                 shutil.rmtree(stale, ignore_errors=True)

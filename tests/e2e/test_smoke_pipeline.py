@@ -79,3 +79,43 @@ def test_fresh_cache_reproduces_the_numbers_bit_for_bit(toy_run, tmp_path):
     assert {"base-model", "finetune", "generate", "metrics"} <= built
     assert [(r["metric"], r["value"], r["ci95"]) for r in first.records] == [
         (r["metric"], r["value"], r["ci95"]) for r in again.records]
+
+
+def test_report_command_rerenders_from_the_cache_only(toy_run, tmp_path, capsys):
+    from ldbench.cli import main
+
+    _, opts, first = toy_run
+    report = opts.out_dir / "report.html"
+    report.unlink()
+    assert main(["report", str(opts.out_dir)]) == 0
+    assert "Latent channel distributions" in report.read_text()
+    again = json.loads((opts.out_dir / "results.json").read_text())["records"]
+    assert [r["value"] for r in again] == [r["value"] for r in first.records]
+    # an empty cache: an error naming what is missing, never a silent recomputation
+    assert main(["report", str(opts.out_dir), "--cache-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "ldbench: error:" in err and "rerun it with `ldbench run`" in err
+    assert [p.name for p in (tmp_path / "empty").iterdir() if not p.name.startswith(".")] == []  # nothing built
+
+
+def test_a_cell_can_load_a_checkpoint_instead_of_training(toy_run, tmp_path):
+    """The method's saved weights (and a diffusers directory) load instead of training; the hash is in the
+    provenance, and the numbers equal those of the run that trained the same weights."""
+    suite, opts, first = toy_run
+    keys = {r["drift"]["delta"]: r["provenance"]["artifacts"]["finetune"] for r in first.records}
+    files = {d: opts.cache_dir / "finetune" / k / "trained.safetensors" for d, k in keys.items()}
+    loaded = load_suite("smoke", TOY + [
+        f"methods=[{{name: finetune, options: {{checkpoint: {{'0.0': '{files[0.0]}', '0.1': '{files[0.1]}'}}}}}}]"])
+    second = run_suite(loaded, RunOptions(out_dir=tmp_path / "out", cache_dir=opts.cache_dir, quiet=True))
+    assert [r["value"] for r in second.records] == [r["value"] for r in first.records]
+    source = second.records[0]["provenance"]["finetune_source"]
+    assert len(source["sha256"]) == 64 and source["loaded_from"] in {str(f) for f in files.values()}
+
+    from ldbench.errors import UserError
+
+    base_dir = next((opts.cache_dir / "base-model").glob("*/pipeline"))
+    ok = load_suite("smoke", TOY + [f"methods=[{{name: finetune, options: {{checkpoint: '{base_dir}'}}}}]"])
+    run_suite(ok, RunOptions(out_dir=tmp_path / "out2", cache_dir=opts.cache_dir, quiet=True))  # a diffusers dir
+    bad = load_suite("smoke", TOY + [f"methods=[{{name: finetune, options: {{checkpoint: '{tmp_path}/nope.safetensors'}}}}]"])
+    with pytest.raises(UserError, match="does not exist"):
+        run_suite(bad, RunOptions(out_dir=tmp_path / "out3", cache_dir=opts.cache_dir, quiet=True))

@@ -38,6 +38,8 @@ class ADNI(RealDataset):
 
     Preprocessing defaults: orientation canonical, slice relative at 0.6 of the brain's z extent
     (lateral ventricles, like synth-brain), intensity percentile 0.5-99.5, resize area with fit pad.
+    Several slices per visit: slice {name: relative-range, start, stop, count}, each image then has its
+    position in a `slice` attribute.
     Captions and counterfactuals as synth-brain ("brain mri, 72 year old, alzheimer's disease";
     diagnosis flipped CN <-> AD, MCI -> AD). No ground-truth counterfactual images.
     """

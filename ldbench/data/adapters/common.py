@@ -26,7 +26,7 @@ import numpy as np
 from ldbench.data.base import SPLITS, ImageTable, PreparedDataset
 from ldbench.data.pairs import longitudinal_pairs
 from ldbench.data.preprocess import Pipeline
-from ldbench.data.readers import IMAGE_SUFFIXES, ImageError, read_image
+from ldbench.data.readers import IMAGE_SUFFIXES, ImageError, check_workers, ordered_map, read_image
 from ldbench.data.splits import check_fractions, subject_splits
 from ldbench.errors import UserError
 
@@ -171,6 +171,8 @@ class RealDataset:
     root: the dataset directory. image_size: output side in pixels (default 64). seed: split seed.
     split_fractions: (train, val, test) fractions of subjects. orientation / slice / channels /
     intensity / resize: preprocessing policies (ldbench.data.preprocess), a name or {name: ..., params}.
+    workers: reader threads (default min(4, CPUs)); results are in row order whatever the number, so it
+    is not part of the cache key.
     """
 
     name = "real"
@@ -181,7 +183,7 @@ class RealDataset:
 
     def __init__(self, root: str | Path | None = None, image_size: int = 64, seed: int = 0,
                  split_fractions: Sequence[float] = (0.7, 0.1, 0.2), orientation=None, slice=None,
-                 channels=None, intensity=None, resize=None) -> None:
+                 channels=None, intensity=None, resize=None, workers: int | None = None) -> None:
         if root is None or str(root) == "":
             raise UserError(f"{self.name}: needs options.root (the dataset directory): {self.needs}")
         if not is_int(image_size) or not 16 <= image_size <= 1024:
@@ -190,6 +192,7 @@ class RealDataset:
             raise UserError(f"{self.name}: seed must be a non-negative integer, got {seed!r}")
         if isinstance(split_fractions, (str, bytes)) or not isinstance(split_fractions, Sequence):
             raise UserError(f"{self.name}: split_fractions must be three numbers, got {split_fractions!r}")
+        self.workers = check_workers(workers, self.name)
         self.root = Path(root).expanduser().resolve()
         self.image_size = int(image_size)
         self.seed = int(seed)
@@ -261,29 +264,40 @@ class RealDataset:
             return Scan(None, [f"{self.root}: no such directory; {self.name} needs {self.needs}"], skipped)
         entries = duplicates(self._entries(problems, skipped), problems)
         scan = Scan(None, problems, skipped)
-        images, kept = [], []
-        for e in entries:
-            try:
-                raw = read_image(e.path)
-                flat = self.pipeline.to_2d(raw)
-                shape2d = flat.shape
-                img = self.pipeline.finish(flat, self.image_size, raw.bit_depth)
-            except ImageError as exc:
-                problems.append(f"{e.where}: {self._rel(e.path)}: {exc}")
+        images, kept, positions = [], [], []
+        for e, loaded in zip(entries, ordered_map(self._load, entries, self.workers), strict=True):
+            if isinstance(loaded, str):
+                problems.append(loaded)
                 continue
-            scan.raw_min = min(scan.raw_min, float(raw.data.min()))
-            scan.raw_max = max(scan.raw_max, float(raw.data.max()))
-            scan.shapes[shape2d] += 1
-            scan.formats[f"{raw.format}" + (f" {raw.bit_depth}-bit" if raw.bit_depth else "")] += 1
-            images.append(img)
-            kept.append(e)
+            raw_min, raw_max, fmt, outputs = loaded
+            scan.raw_min = min(scan.raw_min, raw_min)
+            scan.raw_max = max(scan.raw_max, raw_max)
+            scan.formats[fmt] += 1
+            for pos, shape2d, img in outputs:
+                scan.shapes[shape2d] += 1
+                images.append(img)
+                kept.append(e)
+                positions.append(math.nan if pos is None else pos)
         if not kept and not problems:
             why = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no rows"
             problems.append(f"{self.root}: empty dataset: no usable images ({why}); {self.needs}")
         if kept:
-            scan.table = self._table(np.stack(images), kept)
+            scan.table = self._table(np.stack(images), kept, positions if self.pipeline.multi_slice else None)
         problems.sort(key=_problem_order)
         return scan
+
+    def _load(self, e: Entry) -> tuple[float, float, str, list[tuple[float | None, tuple, np.ndarray]]] | str:
+        """One entry's file read and preprocessed: (raw min, raw max, format, [(slice position, 2-D shape,
+        image)]), or the problem line when the file is not a usable image. Only small results leave this
+        function (never the raw volume), so that several can run at once without holding every volume."""
+        try:
+            raw = read_image(e.path)
+            outputs = [(pos, flat.shape, self.pipeline.finish(flat, self.image_size, raw.bit_depth))
+                       for pos, flat in self.pipeline.to_2d_all(raw)]
+        except ImageError as exc:
+            return f"{e.where}: {self._rel(e.path)}: {exc}"
+        fmt = f"{raw.format}" + (f" {raw.bit_depth}-bit" if raw.bit_depth else "")
+        return float(raw.data.min()), float(raw.data.max()), fmt, outputs
 
     def _rel(self, path: Path) -> str:
         try:
@@ -291,16 +305,17 @@ class RealDataset:
         except ValueError:
             return str(path)
 
-    def _table(self, images: np.ndarray, entries: list[Entry]) -> ImageTable:
+    def _table(self, images: np.ndarray, entries: list[Entry], positions: list[float] | None = None) -> ImageTable:
+        """The table, sorted subject-major, visit-minor (then by slice position). `entries` has one item
+        per image: an entry repeats once per slice when `positions` (the multi-slice policies' `slice`
+        attribute) is given. `visit` is the rank of the entry's visit within its subject, so all slices
+        of one volume share a visit, and, like `split`, all rows of a subject share a split."""
         subjects = np.asarray([e.subject for e in entries])
-        by_subject: dict[str, list[int]] = defaultdict(list)
-        for i, e in enumerate(entries):
-            by_subject[e.subject].append(i)
-        visit = np.zeros(len(entries), dtype=np.int64)
-        for rows in by_subject.values():
-            for rank, i in enumerate(sorted(rows, key=lambda i: entries[i].order)):
-                visit[i] = rank
-        order = np.lexsort((visit, subjects))  # subject-major, visit-minor, like synth-brain
+        visit_orders: dict[str, set] = defaultdict(set)
+        for e in entries:
+            visit_orders[e.subject].add(e.order)
+        rank = {s: {o: r for r, o in enumerate(sorted(orders))} for s, orders in visit_orders.items()}
+        visit = np.asarray([rank[e.subject][e.order] for e in entries], dtype=np.int64)
         keys = list(entries[0].attrs)
         attrs = {
             "subject": subjects,
@@ -308,6 +323,11 @@ class RealDataset:
             "split": subject_splits(subjects, self.split_fractions, self.seed),
             **{k: _column([e.attrs[k] for e in entries]) for k in keys},
         }
+        if positions is None:
+            order = np.lexsort((visit, subjects))  # subject-major, visit-minor, like synth-brain
+        else:
+            attrs["slice"] = np.asarray(positions, dtype=np.float64)
+            order = np.lexsort((attrs["slice"], visit, subjects))
         return ImageTable(images, attrs).select(order)
 
     # --- `ldbench datasets check` ---------------------------------------------------------------------
@@ -322,7 +342,8 @@ class RealDataset:
         if table is None:
             return summary, scan.problems
         subjects = table.attributes["subject"]
-        visits_per = Counter(subjects.tolist())
+        visits = set(zip(subjects.tolist(), table.attributes["visit"].tolist(), strict=True))
+        visits_per = Counter(s for s, _ in visits)  # distinct visits: a volume may give several slices
         summary.update({
             "subjects": len(visits_per),
             "images": len(table),
@@ -336,6 +357,9 @@ class RealDataset:
             "prepared": f"{len(table)} x {self.image_size}x{self.image_size} float32 in "
                         f"[{float(table.images.min()):.3g}, {float(table.images.max()):.3g}]",
         })
+        if self.pipeline.multi_slice:
+            summary["axial slices per volume"] = f"{len(self.pipeline.slice_positions())} at " + ", ".join(
+                f"{p:g}" for p in self.pipeline.slice_positions())
         per_split = {}
         for split in SPLITS:
             part = table.split(split)

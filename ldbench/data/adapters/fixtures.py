@@ -96,7 +96,8 @@ def write_dicom(path: Path, img01: np.ndarray, monochrome1: bool = False) -> Non
 # --- layouts ---------------------------------------------------------------------------------------------
 
 
-def write_adni(root: Path, n_subjects: int = 4, visits: int = 2, seed: int = 0) -> Path:
+def write_adni(root: Path, n_subjects: int = 4, visits: int = 2, seed: int = 0,
+               volume_shape: tuple[int, int, int] = (24, 28, 20)) -> Path:
     rng = np.random.default_rng(seed)
     rows = []
     dx_cycle = ["CN", "MCI", "Dementia"]
@@ -104,7 +105,7 @@ def write_adni(root: Path, n_subjects: int = 4, visits: int = 2, seed: int = 0) 
         ptid = f"011_S_{s + 1:04d}"
         for v in range(visits):
             viscode = "bl" if v == 0 else f"m{12 * v:02d}"
-            write_nifti(root / "images" / ptid / f"{viscode}.nii.gz", phantom_volume(rng))
+            write_nifti(root / "images" / ptid / f"{viscode}.nii.gz", phantom_volume(rng, volume_shape))
             rows.append([s + 1, ptid, viscode, 70.0 + s, dx_cycle[s % 3], "CN" if s % 3 == 0 else "LMCI" if s % 3 == 1 else "AD",
                          "Male" if s % 2 else "Female", v])
         rows.append([s + 1, ptid, "m06", 70.0 + s, "", "", "Male" if s % 2 else "Female", 0.5])  # clinical-only
@@ -112,14 +113,15 @@ def write_adni(root: Path, n_subjects: int = 4, visits: int = 2, seed: int = 0) 
     return root
 
 
-def write_oasis3(root: Path, n_subjects: int = 4, visits: int = 2, seed: int = 0) -> Path:
+def write_oasis3(root: Path, n_subjects: int = 4, visits: int = 2, seed: int = 0,
+                 volume_shape: tuple[int, int, int] = (24, 28, 20)) -> Path:
     rng = np.random.default_rng(seed)
     rows = []
     for s in range(n_subjects):
         sid = f"OAS3{s + 1:04d}"
         for v in range(visits):
             days = 400 * v + 7 * s
-            write_nifti(root / "images" / sid / f"{sid}_MR_d{days:04d}.nii.gz", phantom_volume(rng))
+            write_nifti(root / "images" / sid / f"{sid}_MR_d{days:04d}.nii.gz", phantom_volume(rng, volume_shape))
             rows.append([sid, f"{sid}_MR_d{days:04d}", days, 65.0 + s, [0, 0.5, 1][s % 3], 1 + s % 2])
     _write_csv(root / "clinical.csv", ["OASISID", "OASIS_session_label", "days_to_visit", "ageAtEntry", "cdr",
                                        "GENDER"], rows)

@@ -1,0 +1,120 @@
+"""Latent Drifting's effect on every metric: LD minus no-LD, its 95% CI, p-value and significance.
+
+A cell with Latent Drifting is compared with the no-LD cell of the same dataset, method, editor and seed.
+Which test (ldbench.metrics.significance):
+  - per-item metrics (SSIM, PSNR, L1, CLD, oracle accuracy / MAE, composition, reversibility): bootstrap of
+    the mean difference, paired over the same test items when both cells edited the same sources with the
+    same targets, unpaired otherwise;
+  - set metrics (FD / KD, FID / KID): bootstrap of the difference, the statistic recomputed on each resample
+    of the generated features (paired the same way), the reference fixed;
+  - AUCs on the same test labels: DeLong's paired test (its CI from the DeLong covariance).
+Metrics whose per-item evidence is not kept (FRD, PRDC) are left out, never approximated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ldbench.config import Evaluation
+from ldbench.drift import Drift
+
+
+@dataclass
+class CellEvidence:
+    """What one cell leaves for the comparison: its records and the per-item arrays behind them."""
+
+    dataset: str
+    method: str
+    editor: str
+    seed: int
+    drift: Drift
+    records: list[dict]
+    items: dict[str, np.ndarray]  # "mean__<metric>", "auc_y__<metric>", "auc_score__<metric>"
+    features: np.ndarray | None  # generated-set features of the realism metrics
+    pairing: str  # equal for two cells whose i-th outputs come from the same source and target
+    stats: object = None  # the reference statistics the realism metrics used
+
+
+def _set_statistic(metric: str, record: dict, stats, evaluation: Evaluation, seed: int
+                   ) -> Callable[[np.ndarray], float] | None:
+    from ldbench.metrics.math import frechet_distance, gaussian_stats, kernel_inception_distance
+
+    if metric in ("fd", "fid"):
+        def fd(f: np.ndarray) -> float:
+            mu, sigma = gaussian_stats(f)
+            return frechet_distance(mu, sigma, stats.mu, stats.sigma)
+
+        return fd
+    if metric in ("kd", "kid") and stats.features is not None:
+        k = int(record["details"].get("kid_subset_size", evaluation.kid_subset_size))
+        subsets = int(record["details"].get("kid_subsets", evaluation.kid_subsets))
+
+        def kd(f: np.ndarray) -> float:
+            return kernel_inception_distance(f, stats.features, min(k, len(f)), subsets, seed)[0]
+
+        return kd
+    return None
+
+
+def compare_cells(ld: CellEvidence, base: CellEvidence, evaluation: Evaluation) -> list[dict]:
+    from ldbench.metrics.significance import delong_test, paired_bootstrap_difference
+
+    seed, B = ld.seed, evaluation.bootstrap
+    paired = ld.pairing == base.pairing
+    base_records = {r["metric"]: r for r in base.records}
+    out = []
+    for rec in ld.records:
+        metric = rec["metric"]
+        other = base_records.get(metric)
+        if other is None:
+            continue
+        result = None
+        if f"auc_y__{metric}" in ld.items and f"auc_y__{metric}" in base.items:
+            y_a, y_b = ld.items[f"auc_y__{metric}"], base.items[f"auc_y__{metric}"]
+            two_classes = min(int(y_a.sum()), int((1 - y_a).sum())) >= 2
+            if paired and np.array_equal(y_a, y_b) and two_classes:
+                d = delong_test(y_a, ld.items[f"auc_score__{metric}"], base.items[f"auc_score__{metric}"])
+                result = {"value": d["difference"], "ci95": list(d["ci95"]), "p_value": d["p_value"],
+                          "significant": bool(d["ci95"][0] > 0 or d["ci95"][1] < 0), "test": "DeLong (paired)",
+                          "B": None}
+        elif f"mean__{metric}" in ld.items and f"mean__{metric}" in base.items:
+            a, b = ld.items[f"mean__{metric}"], base.items[f"mean__{metric}"]
+            same = paired and len(a) == len(b)
+            result = paired_bootstrap_difference(lambda i, a=a: float(a[i].mean()), lambda i, b=b: float(b[i].mean()),
+                                                 len(a), B, seed, n_b=None if same else len(b))
+        elif ld.features is not None and base.features is not None:
+            stat = _set_statistic(metric, rec, ld.stats, evaluation, seed)
+            if stat is not None:
+                fa, fb = ld.features, base.features
+                same = paired and len(fa) == len(fb)
+                result = paired_bootstrap_difference(lambda i, s=stat, f=fa: s(f[i]), lambda i, s=stat, f=fb: s(f[i]),
+                                                     len(fa), B, seed,
+                                                     n_b=None if same else len(fb))
+        if result is None:
+            continue
+        out.append({
+            "dataset": ld.dataset, "method": ld.method, "editor": ld.editor, "seed": ld.seed,
+            "drift": ld.drift.to_dict(), "baseline_drift": base.drift.to_dict(), "metric": metric,
+            "extractor": rec["extractor"], "ld_value": rec["value"], "no_ld_value": other["value"],
+            # the difference of the reported values (what the tables show); the test gives its CI and p
+            "difference": float(rec["value"] - other["value"]), "ci95": [float(x) for x in result["ci95"]],
+            "p_value": float(result["p_value"]), "significant": bool(result["significant"]),
+            "test": result["test"], "B": result.get("B"), "n": rec["n"],
+        })
+    return out
+
+
+def ld_effects(cells: list[CellEvidence], evaluation: Evaluation) -> list[dict]:
+    """Every LD cell against the no-LD cell of the same dataset, method, editor and seed."""
+    baselines = {(c.dataset, c.method, c.editor, c.seed): c for c in cells if not c.drift.uses_ld}
+    effects = []
+    for cell in cells:
+        if not cell.drift.uses_ld:
+            continue
+        base = baselines.get((cell.dataset, cell.method, cell.editor, cell.seed))
+        if base is not None:
+            effects += compare_cells(cell, base, evaluation)
+    return effects

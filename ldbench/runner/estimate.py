@@ -1,0 +1,179 @@
+"""How long a suite takes from a cold cache on the reference machine (2 CPU cores, no GPU).
+
+Why a model and not a dry run: `ldbench suites` should answer "can I run this before lunch?" in well under a
+second, without loading datasets or models. So each stage kind gets a cost formula in the options that
+drive its work (training steps × batch, images × sampling steps, classifier epochs × images), and the suite
+is walked the way ldbench.runner.run walks it, counting every stage by the same sharing rules as the
+store's cache keys: the dataset and base model once, a fine-tune per (dataset, method, *training* drift,
+seed) — cells that differ only in editor or in the sampling placement share it, and every δ = 0 drift is
+the same no-LD fine-tune — and a generation per (fine-tune, editor, *sampling* drift, seed, split).
+
+Calibration (`Costs` defaults), from a cold run of the smoke suite on the reference machine: 207 s =
+dataset 4 + base-model pretraining 94 (vae_steps 400 + unet_steps 500 at batch 16) + two fine-tunes of 250
+steps at batch 16 (32 s and 28 s: ~0.12 s per step) + four generations of 120 images (sdedit, strength 0.6
+of 20 DDIM steps → 12 steps: ~6 s; text2img, 20 steps: ~9 s; ≈ 1.5 s + 3.2 ms per image-step with
+classifier-free guidance) + four metrics stages (~2.2 s each). The counterfactual-evaluation constants
+(classifier training, axiom edits) are scaled from those figures and are rougher. The estimate assumes the
+machine is not shared; on a loaded one, multiply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ldbench.config import Component, Suite, build_options
+
+# Split sizes of the embedded datasets at their default options (train, test); a dataset not listed
+# (real data, or non-default options) is costed at synth-brain's size.
+DATASET_SIZES = {"synth-brain": (420, 120), "synth-cxr": (280, 80)}
+DEFAULT_SIZE = DATASET_SIZES["synth-brain"]
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per unit of work on the reference machine (see the module docstring for the calibration)."""
+
+    dataset: float = 4.0  # prepare one embedded dataset (render phantoms, split)
+    latents: float = 1.0  # encode a test split for the report's latent figure
+    reference_stats: float = 3.0  # extractor features of a test split, when no shipped file matches
+    pretrain_fixed: float = 4.0  # tokenizer / text encoder / scheduler set-up
+    pretrain_step: float = 0.1  # one autoencoder or UNet pretraining step at batch 16
+    finetune_fixed: float = 1.0  # load the base model, encode the train split
+    finetune_step: float = 0.12  # one fine-tuning step at batch 16 (UNet forward + backward)
+    generate_fixed: float = 1.5  # load the fine-tuned model, encode sources
+    image_step: float = 0.0032  # one image × one sampling step, with classifier-free guidance (2 UNet passes)
+    metrics: float = 2.2  # features, FD / KD with bootstrap CIs of one generated set
+    # The timm classifier (resnet18, 64×64): measured 44 s for 1 epoch and 66 s for 2 epochs of 420 images
+    # on the reference machine under a load average of 5, i.e. ~22 s fixed + 0.052 s per image-epoch;
+    # halved here for an unshared machine.
+    classifier_fixed: float = 11.0
+    classifier_image_epoch: float = 0.026
+    counterfactual_fixed: float = 3.0  # SSIM / PSNR / L1 / CLD of one generated set
+
+
+DEFAULT_COSTS = Costs()
+# Predictable attributes of an embedded dataset, each an oracle (effectiveness); text-to-image asks for all,
+# an edit for those it changes (costed as one).
+ORACLE_ATTRIBUTES = {"synth-brain": 2, "synth-cxr": 6}
+
+
+@dataclass
+class Estimate:
+    """Stage counts by kind (after sharing) and the estimated seconds of each kind."""
+
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    seconds_by_stage: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.counts[stage] = self.counts.get(stage, 0) + 1
+        self.seconds_by_stage[stage] = self.seconds_by_stage.get(stage, 0.0) + seconds
+
+    @property
+    def stages(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seconds_by_stage.values())
+
+
+def format_duration(seconds: float) -> str:
+    """"3 min", "1.4 h": an estimate's precision, not a stopwatch's."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _sampling_steps(editor: str, opts) -> float:
+    """UNet-pass-weighted sampling steps per image, relative to one guided step."""
+    if editor in ("sdedit",):
+        return max(1, round(opts.steps * opts.strength))
+    if editor == "inversion-edit":  # unguided inversion (≈ half a guided step each), then the guided edit
+        return 1.5 * max(1, round(opts.steps * opts.strength))
+    if editor == "instruct":  # two-way guidance: three UNet passes per step instead of two
+        return 1.5 * opts.steps
+    return opts.steps  # text2img and anything unknown: the full chain
+
+
+def _pretrain_seconds(spec: Component, costs: Costs) -> float:
+    if spec.name != "embedded":
+        return 0.0  # a user's diffusers model is loaded, not trained
+    from ldbench.models.tiny import TinyModelConfig
+
+    config = build_options(TinyModelConfig, spec.options, "base_model (embedded)")
+    return costs.pretrain_fixed + costs.pretrain_step * (config.vae_steps + config.unet_steps) * config.batch_size / 16
+
+
+def _finetune_seconds(method: Component, costs: Costs) -> float:
+    from ldbench.methods import MethodOptions
+
+    opts = build_options(MethodOptions, method.options, f"method {method.name}")
+    batch = opts.batch_size
+    extra = 0.0
+    if method.name == "dreambooth":
+        # prior preservation doubles each batch, and the class images are sampled from the base model first
+        batch *= 2
+        extra = costs.generate_fixed + opts.num_class_images * opts.class_sample_steps * costs.image_step
+    return costs.finetune_fixed + costs.finetune_step * opts.steps * batch / 16 + extra
+
+
+def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
+    """The cold-cache time of `suite`, stage by stage, counting shared stages once (see the module doc)."""
+    from ldbench.runner.counterfactual import classifier_options
+    from ldbench.runner.stages import editor_options, sampling_drift, training_drift
+
+    ev = suite.evaluation
+    est = Estimate()
+    seen: set = set()
+
+    def once(key: tuple, stage: str, seconds: float) -> None:
+        if key not in seen:
+            seen.add(key)
+            est.add(stage, seconds)
+
+    for ds in suite.datasets:
+        once(("dataset", ds), "dataset", costs.dataset)
+        if not (ds.name == "synth-brain" and not ds.options and ev.extractor == "domain"):
+            once(("reference-stats", ds), "reference-stats", costs.reference_stats)  # only synth-brain's is shipped
+        once(("latents", ds), "latents", costs.latents)
+    once(("base-model",), "base-model", _pretrain_seconds(suite.base_model, costs))
+    ft_seconds = {m: _finetune_seconds(m, costs) for m in suite.methods}
+    epochs = classifier_options(ev).epochs
+
+    def train_seconds(n_images: int) -> float:
+        return costs.classifier_fixed + epochs * n_images * costs.classifier_image_epoch
+    for cell in suite.cells():
+        n_train, n_test = DATASET_SIZES.get(cell.dataset.name, DEFAULT_SIZE) if not cell.dataset.options \
+            else DEFAULT_SIZE
+        opts = editor_options(cell.editor)
+        editor = cell.editor.name
+        ft = ("finetune", cell.dataset, cell.method, training_drift(cell.drift), cell.seed)
+        once(ft, "finetune", ft_seconds[cell.method])
+        model = ft
+        if editor == "instruct":  # its own image-conditioned UNet, trained from the fine-tune (batch 16)
+            model = ("editor-model", ft, cell.editor)
+            once(model, "editor-model", costs.finetune_fixed + costs.finetune_step * opts.instruct_steps)
+        per_image = _sampling_steps(editor, opts) * costs.image_step
+        gen = ("generate", model, cell.editor, sampling_drift(cell.drift), cell.seed, "test")
+        once(gen, "generate", costs.generate_fixed + n_test * per_image)
+        once(("metrics", gen), "metrics", costs.metrics)
+        if ev.counterfactual or ev.effectiveness:
+            if ev.effectiveness:
+                n_oracles = ORACLE_ATTRIBUTES.get(cell.dataset.name, 2) if editor == "text2img" else 1
+                for a in range(n_oracles):
+                    once(("oracle", cell.dataset, a, cell.seed), "oracle", train_seconds(n_train))
+            axioms = 0.0 if editor == "text2img" else ev.axiom_items * (ev.null_edits + 2) * per_image
+            once(("counterfactual-metrics", gen), "counterfactual-metrics", costs.counterfactual_fixed + axioms)
+        if ev.utility:
+            gen_train = ("generate", model, cell.editor, sampling_drift(cell.drift), cell.seed, "train")
+            once(gen_train, "generate", costs.generate_fixed + n_train * per_image)
+            once(("classifier", cell.dataset, cell.seed), "classifier", train_seconds(n_train))
+            # the synthetic-only and the 50/50 arms, each about a train split's worth of images
+            once(("utility", gen_train), "utility", 2 * train_seconds(n_train))
+    return est
+

@@ -1,0 +1,149 @@
+"""Choosing δ: a grid over [-0.2, 0.2], scored on the validation split only (never on test).
+
+For each δ of the grid the method is fine-tuned with Latent Drifting (δ = 0: plain fine-tuning) and one
+text-to-image sample is drawn for every validation image, prompted with that image's own caption, under
+the same drift. Two criteria, both with bootstrap 95% CIs:
+
+  L1 (the paper's criterion, made precise here): the Monte Carlo estimate of
+        L1(δ) = E_{(x, c) ~ val} E_{z_T ~ N(δ, I)} [ mean_pixels |G_δ(c, z_T) − x| ],
+     one sample per validation image (M = n_val draws), i.e. the mean absolute pixel difference between
+     each validation image and a sample generated from its caption. It rewards matching the intensity
+     layout of real scans (black background, tissue contrast), which is what Latent Drifting shifts.
+  FD: the Fréchet distance [extractor] between the samples and the validation split's features.
+
+The δ with the lowest value of the chosen criterion (default FD) is selected; the whole curve is kept.
+Every fine-tune and sample set goes through the same cached stages as `ldbench run`, so a suite that
+then uses the chosen δ reuses the fine-tune.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ldbench.config import Component, Suite
+from ldbench.drift import NO_DRIFT, Drift
+from ldbench.errors import UserError
+from ldbench.fsutil import atomic_write_text
+from ldbench.progress import console
+from ldbench.runner import stages
+from ldbench.runner.store import Store
+
+CRITERIA = ("fd", "l1")
+TUNE_SCHEMA = "ldbench.tune-delta/1"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    low: float = -0.2
+    high: float = 0.2
+    step: float = 0.05
+    criterion: str = "fd"
+    train: str = "noise"  # the drift placements of the tuned δ (ldbench.drift)
+    sample: str = "init"
+    seed: int = 0
+
+    def grid(self) -> list[float]:
+        if not self.step > 0 or not self.low <= self.high:
+            raise UserError(f"tune-delta: need low <= high and step > 0, got {self.low}:{self.high}:{self.step}")
+        n = int(np.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        values = [round(self.low + i * self.step, 10) for i in range(n)]
+        if 0.0 not in values:  # the no-LD reference point is always on the curve
+            values = sorted(values + [0.0])
+        return values
+
+
+def parse_grid(text: str) -> tuple[float, float, float]:
+    """"LOW:HIGH:STEP", e.g. "-0.2:0.2:0.05"."""
+    try:
+        low, high, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise UserError(f"--grid {text!r}: expected LOW:HIGH:STEP, e.g. -0.2:0.2:0.05") from None
+    return low, high, step
+
+
+def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, opts: TuneOptions, out_dir: Path,
+               cache_dir: Path, quiet: bool = False) -> dict:
+    from ldbench.metrics.extractors import create_extractor
+    from ldbench.metrics.scores import distribution_metrics
+    from ldbench.metrics.significance import mean_with_ci
+
+    if opts.criterion not in CRITERIA:
+        raise UserError(f"tune-delta: criterion {opts.criterion!r} is not one of {', '.join(CRITERIA)}")
+    grid = opts.grid()
+    try:  # placements checked before any work
+        Drift(0.1, train=opts.train, sample=opts.sample)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"tune-delta: {exc}") from None
+    ev = suite.evaluation
+    ctx = stages.Context(store=Store(cache_dir), quiet=quiet)
+    ds = stages.make_dataset(dataset_spec)
+    data_art = stages.dataset_stage(ctx, ds)
+    val = stages.load_table(data_art).split("val")
+    if len(val) < 2:
+        raise UserError(f"tune-delta: dataset {ds.name} has {len(val)} validation images; δ is chosen on the "
+                        "validation split only, so it needs at least 2")
+    extractor = create_extractor(ev.extractor, **ev.extractor_options)
+    stats, stats_source = stages.reference_stats_stage(ctx, ds, data_art, "val", extractor, ev.batch_size)
+    base = stages.base_model_stage(ctx, suite.base_model)
+    editor = Component("text2img", next((e.options for e in suite.editors if e.name == "text2img"), {}))
+    kid_size = min(ev.kid_subset_size, len(val))
+    evaluation = dataclasses.replace(ev, kid_subset_size=kid_size)
+    curve = []
+    for delta in grid:
+        drift = NO_DRIFT if delta == 0 else Drift(delta, train=opts.train, sample=opts.sample)
+        if not quiet:
+            console.print(f"δ = {delta:+.3f} ({drift.label})")
+        ft = stages.finetune_stage(ctx, ds, data_art, base, method_spec, drift, opts.seed)
+        gen = stages.generate_stage(ctx, ds, data_art, base, ft, method_spec.name, editor, drift, opts.seed,
+                                    split="val")
+        images = stages.load_generated(gen)["images"]
+        l1, l1_ci = mean_with_ci(np.abs(images - val.images).mean(axis=(1, 2)), ev.bootstrap, opts.seed)
+        feats = extractor.features(images, batch_size=ev.batch_size)
+        fd = next(m for m in distribution_metrics(feats, stats, extractor, evaluation, opts.seed)
+                  if m["metric"] in ("fd", "fid"))
+        curve.append({"delta": delta, "drift": drift.to_dict(), "l1": l1, "l1_ci95": list(l1_ci) if l1_ci else None,
+                      "fd": fd["value"], "fd_ci95": fd["ci95"], "fd_metric": fd["metric"], "n": len(images),
+                      "artifacts": {"finetune": ft.key, "generate": gen.key}})
+    best = min(curve, key=lambda c: c[opts.criterion])
+    result = {
+        "schema": TUNE_SCHEMA, "dataset": ds.name, "dataset_options": ds.options(), "method": dataclasses.asdict(method_spec),
+        "criterion": opts.criterion, "split": "val", "chosen_delta": best["delta"],
+        "chosen_drift": best["drift"], "curve": curve, "options": dataclasses.asdict(opts),
+        "extractor": extractor.describe(), "reference_stats": stats_source, "base_model": base.key,
+        "editor": dataclasses.asdict(editor), "bootstrap": {"B": ev.bootstrap, "seed": opts.seed},
+        "definition": "L1: mean |sample - validation image| per pixel, one sample per validation image prompted "
+                      "with its caption (Monte Carlo, M = n_val); FD: Fréchet distance to the validation split",
+        "use_it": suite_override(best["drift"]),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "tune-delta.json", json.dumps(result, indent=1, allow_nan=False))
+    atomic_write_text(out_dir / "tune-delta.md", curve_markdown(result))
+    return result
+
+
+def suite_override(drift: dict) -> str:
+    """The --set argument that puts the chosen δ (and no LD) in any suite."""
+    chosen = "" if drift["delta"] == 0 else (f", {{delta: {drift['delta']}, train: {drift['train']}, "
+                                              f"sample: {drift['sample']}}}")
+    return f"--set 'drifts=[{{delta: 0.0, train: none, sample: none}}{chosen}]'"
+
+
+def curve_markdown(result: dict) -> str:
+    def ci(c):
+        return f"[{c[0]:.4f}, {c[1]:.4f}]" if c else "—"
+
+    fd_name = result["curve"][0]["fd_metric"].upper()
+    lines = [f"δ curve for {result['dataset']} · {result['method']['name']} on the validation split "
+             f"(criterion: {result['criterion']}; {fd_name} on {result['extractor']['name']})", "",
+             f"| δ | L1 | L1 95% CI | {fd_name} | {fd_name} 95% CI | chosen |", "|---|---|---|---|---|---|"]
+    for c in result["curve"]:
+        mark = "**←**" if c["delta"] == result["chosen_delta"] else ""
+        lines.append(f"| {c['delta']:+.3f} | {c['l1']:.4f} | {ci(c['l1_ci95'])} | {c['fd']:.4f} | "
+                     f"{ci(c['fd_ci95'])} | {mark} |")
+    lines += ["", f"Chosen δ = {result['chosen_delta']:+.3f}. Use it: `ldbench run --suite NAME {result['use_it']}`", ""]
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The counterfactual suite at toy size: four editors × {no LD, LD}, every counterfactual metric with a CI,
+the AUC protocol, and LD-minus-no-LD effects; a rerun is all cache hits."""
+
+import json
+import math
+
+import pytest
+
+from ldbench.config import load_suite
+from ldbench.runner.run import RunOptions, run_suite
+
+pytestmark = pytest.mark.slow
+
+TOY = [
+    "datasets=[{name: synth-brain, options: {n_subjects: 30, visits: 2, image_size: 32}}]",
+    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4}}",
+    "methods=[{name: finetune, options: {steps: 6, batch_size: 8}}]",
+    "editors=[{name: text2img, options: {steps: 3}}, {name: sdedit, options: {steps: 4, strength: 0.5}},"
+    " {name: inversion-edit, options: {steps: 4, strength: 0.5}},"
+    " {name: instruct, options: {steps: 3, instruct_steps: 4}}]",
+    "evaluation.kid_subset_size=6",
+    "evaluation.kid_subsets=10",
+    "evaluation.bootstrap=20",
+    "evaluation.axiom_items=3",
+    "evaluation.null_edits=2",
+    "evaluation.classifier={model: resnet10t, epochs: 1, batch_size: 16}",
+]
+
+
+@pytest.fixture(scope="module")
+def cf_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cf")
+    suite = load_suite("counterfactual", TOY)
+    opts = RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True)
+    first = run_suite(suite, opts)
+    return suite, opts, first
+
+
+def _metrics(records, editor):
+    return {r["metric"] for r in records if r["editor"] == editor}
+
+
+def test_every_editor_gets_its_counterfactual_metrics_with_cis(cf_run):
+    _, opts, first = cf_run
+    records = json.loads((opts.out_dir / "results.json").read_text())["records"]
+    assert len(records) == len(first.records)
+    auc = {"auc_real", "auc_synthetic", "auc_mixed"}
+    realism = {"fd", "kd"}
+    axioms = {"composition_l1:1", "composition_l1:2", "reversibility_l1"}
+    identity = {"source_ssim", "source_psnr", "source_l1"}
+    truth = {"truth_ssim", "truth_psnr", "truth_l1"}
+    for editor in ("sdedit", "inversion-edit"):
+        assert realism | identity | truth | axioms | auc | {"cld", "effectiveness_auc:diagnosis",
+                                                            "effectiveness_acc:diagnosis"} <= _metrics(records, editor)
+    assert realism | identity | truth | axioms | auc | {"effectiveness_mae:age"} <= _metrics(records, "instruct")
+    t2i = _metrics(records, "text2img")
+    assert realism | auc | {"effectiveness_auc:diagnosis", "effectiveness_mae:age"} <= t2i
+    assert not (identity | truth | axioms) & t2i  # no source, no true counterfactual
+    for r in records:
+        assert math.isfinite(r["value"]), r["metric"]
+        assert r["ci95"] is not None and r["ci95"][0] <= r["ci95"][1], r["metric"]
+    instruct_truth = [r for r in records if r["editor"] == "instruct" and r["metric"] == "truth_l1"]
+    assert instruct_truth[0]["details"]["truth"] == "split"  # the real follow-up scan
+    notes = records[0]["provenance"]["notes"] + [n for r in records for n in r["provenance"]["notes"]]
+    assert any("LPIPS skipped" in n for n in notes)
+
+
+def test_ld_effects_for_every_editor_and_metric(cf_run):
+    _, opts, _ = cf_run
+    results = json.loads((opts.out_dir / "results.json").read_text())
+    effects = results["ld_effects"]
+    assert {e["editor"] for e in effects} == {"text2img", "sdedit", "inversion-edit", "instruct"}
+    by_editor = {}
+    for e in effects:
+        by_editor.setdefault(e["editor"], set()).add(e["metric"])
+        assert 0.0 <= e["p_value"] <= 1.0
+        assert e["ci95"][0] <= e["ci95"][1]
+        assert math.isclose(e["difference"], e["ld_value"] - e["no_ld_value"], rel_tol=1e-9, abs_tol=1e-12)
+    assert {"fd", "kd", "source_l1", "truth_ssim", "auc_synthetic"} <= by_editor["sdedit"]
+    tests = {e["test"] for e in effects}
+    assert "paired bootstrap" in tests and "DeLong (paired)" in tests
+    table = (opts.out_dir / "tables" / "ld_effect.md").read_text()
+    assert "LD − no LD" in table and "sdedit" in table
+
+
+def test_group_tables_and_report(cf_run):
+    _, opts, _ = cf_run
+    tables = opts.out_dir / "tables"
+    for name in ("main", "counterfactual", "effectiveness", "utility"):
+        assert (tables / f"{name}.md").exists(), name
+    assert "SSIM vs truth" in (tables / "counterfactual.md").read_text()
+    assert "AUC 50/50" in (tables / "utility.md").read_text()
+    html = (opts.out_dir / "report.html").read_text()
+    assert 'id="effects-table"' in html and "LPIPS skipped" in html
+
+
+def test_rerun_is_all_cache_hits(cf_run):
+    suite, opts, first = cf_run
+    second = run_suite(suite, opts)
+    assert all(e["cached"] for e in second.store_events)
+    assert [(r["metric"], r["value"]) for r in first.records] == [(r["metric"], r["value"]) for r in second.records]

@@ -1,0 +1,81 @@
+"""The suite time estimator: calibrated against the measured smoke run, monotone in the work each option
+asks for, and counting stages the way the store's cache keys share them."""
+
+from __future__ import annotations
+
+import pytest
+
+from ldbench.config import load_suite
+from ldbench.errors import UserError
+from ldbench.runner.estimate import estimate_suite, format_duration
+
+SMOKE_COLD_SECONDS = 207.0  # measured: cold smoke run on 2 CPU cores (pretraining included)
+
+
+def _est(*overrides: str, suite: str = "smoke"):
+    return estimate_suite(load_suite(suite, list(overrides)))
+
+
+def test_smoke_estimate_is_within_40_percent_of_the_measured_run():
+    est = _est()
+    assert 0.6 * SMOKE_COLD_SECONDS <= est.seconds <= 1.4 * SMOKE_COLD_SECONDS, est.seconds_by_stage
+    # the measured run built exactly these (events.jsonl, reference stats shipped for synth-brain)
+    assert est.counts == {"dataset": 1, "latents": 1, "base-model": 1, "finetune": 2, "generate": 4, "metrics": 4}
+
+
+def test_monotone_in_training_and_sampling_steps():
+    base = _est().seconds
+    more_ft = _est("methods=[{name: finetune, options: {steps: 500, batch_size: 16}}]").seconds
+    assert more_ft > base
+    longer = _est("editors=[{name: sdedit, options: {steps: 40, strength: 0.6}}, {name: text2img, options: {steps: 40}}]")
+    assert longer.seconds > base
+    cheaper_pretrain = _est("base_model={name: embedded, options: {vae_steps: 10, unet_steps: 10}}")
+    assert cheaper_pretrain.seconds_by_stage["base-model"] < _est().seconds_by_stage["base-model"]
+
+
+def test_editors_share_one_finetune_and_zero_drifts_share_everything():
+    one_editor = _est("editors=[{name: text2img}]")
+    three = _est("editors=[{name: text2img}, {name: sdedit}, {name: inversion-edit}]")
+    assert one_editor.counts["finetune"] == three.counts["finetune"] == 2
+    assert three.counts["generate"] == 3 * one_editor.counts["generate"]
+    # δ = 0 under any placement is the undrifted model: one fine-tune and one generation, not three
+    zeros = _est("drifts=[{delta: 0.0, train: none, sample: none}, {delta: 0.0, train: noise, sample: init},"
+                 " {delta: 0.0, train: noise, sample: every-step}]", "editors=[{name: text2img}]")
+    assert zeros.counts["finetune"] == 1 and zeros.counts["generate"] == 1
+    # two sampling placements of one δ: one fine-tune, two generations
+    placements = _est("drifts=[{delta: 0.1, train: noise, sample: init}, {delta: 0.1, train: noise, sample: every-step}]",
+                      "editors=[{name: text2img}]")
+    assert placements.counts["finetune"] == 1 and placements.counts["generate"] == 2
+
+
+def test_base_model_and_dataset_counted_once_and_seeds_multiply_training():
+    two_seeds = _est("seeds=[0, 1]")
+    assert two_seeds.counts["base-model"] == 1 and two_seeds.counts["dataset"] == 1
+    assert two_seeds.counts["finetune"] == 4
+
+
+def test_counterfactual_evaluation_adds_its_stages():
+    plain = _est("editors=[{name: sdedit}]")
+    cf = _est("editors=[{name: sdedit}]", "evaluation.counterfactual=true", "evaluation.effectiveness=true",
+              "evaluation.utility=true")
+    assert cf.seconds > plain.seconds
+    assert cf.counts["counterfactual-metrics"] == 2 and cf.counts["classifier"] == 1  # real arm shared
+    assert cf.counts["generate"] == 2 * plain.counts["generate"]  # the train split for the AUC protocol
+
+
+def test_ci_suite_fits_the_20_minute_budget_and_full_is_much_bigger():
+    ci, full = _est(suite="ci"), _est(suite="full")
+    assert ci.seconds < 20 * 60
+    assert full.seconds > 10 * ci.seconds
+
+
+def test_bad_method_option_is_a_user_error():
+    with pytest.raises(UserError, match="valid:"):
+        _est("methods=[{name: finetune, options: {stepz: 5}}]")
+
+
+def test_format_duration():
+    assert format_duration(42) == "42 s"
+    assert format_duration(600) == "10 min"
+    assert format_duration(5 * 3600) == "5.0 h"
+    assert format_duration(3 * 86400) == "3.0 d"
