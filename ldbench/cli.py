@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (records then say inception-unverified)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
+                   help="where cells run: this process (default), Ray tasks, or SLURM jobs via submitit; the cache "
+                   "directory must be shared with the workers")
+    r.add_argument("--address", default="", help="--executor ray: the Ray cluster address (default: a local instance)")
+    r.add_argument("--executor-option", dest="executor_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="an executor option (YAML value), e.g. num_gpus=1 (ray), slurm_partition=gpu or "
+                   "cluster=local (slurm); repeatable")
 
     td = sub.add_parser("tune-delta", help="choose δ on the validation split: grid, L1 and FD curves, the chosen δ",
                         description="Fine-tune with each δ of a grid (δ = 0: no LD), sample the validation captions, "
@@ -140,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0, help="seed of KID subsets and bootstrap (default 0)")
     f.add_argument("--batch-size", type=int, default=64, help="images per extractor batch (default 64)")
     f.add_argument("--json", action="store_true", help="print JSON records (the keys of results.json)")
+    f.add_argument("--cache-dir", type=Path, help="where folder features are cached by content hash "
+                   "(default: as for `ldbench run`)")
+    f.add_argument("--no-cache", action="store_true", help="extract features without reading or writing the cache")
     f.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked)")
     f.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (named inception-unverified)")

@@ -21,9 +21,13 @@ def run(args) -> int:
     from ldbench.runner.run import RunOptions, run_suite
 
     out_dir = (args.out or Path.cwd() / "reports" / suite.name).resolve()
+    executor_options = _key_values(args.executor_options, "--executor-option")
+    if args.address:
+        executor_options["address"] = args.address
     opts = RunOptions(out_dir=out_dir, cache_dir=resolve_cache_dir(args.cache_dir), quiet=args.quiet,
                       base_model=args.base_model, inception_weights=args.inception_weights,
-                      allow_unverified_weights=args.allow_unverified_weights)
+                      allow_unverified_weights=args.allow_unverified_weights, executor=args.executor,
+                      executor_options=executor_options)
     result = run_suite(suite, opts)
     built = sum(not e["cached"] for e in result.store_events)
     if not args.quiet:
@@ -33,6 +37,21 @@ def run(args) -> int:
     out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}\ntable:   "
               f"{out_dir / 'tables' / 'main.md'}")
     return 0
+
+
+def _key_values(pairs: list[str], flag: str) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"{flag} {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"{flag} {pair!r}: value is not valid YAML") from None
+    return out
 
 
 def tune_delta(args) -> int:
@@ -134,12 +153,15 @@ def suites() -> int:
 
     table = Table("suite", "cells", "datasets × methods × drifts × seeds × editors", "stages",
                   "est. time (cold cache, 2 CPU cores)", "description")
+    from ldbench.config import _read_yaml, required_env, suite_path
+
     for name in available_suites():
-        s = load_suite(name)
-        est = estimate_suite(s)
+        s = load_suite(name, expand_env=False)
+        needs = required_env(_read_yaml(suite_path(name)))
+        time = "needs " + ", ".join(f"${k}" for k in needs) if needs else format_duration(estimate_suite(s).seconds)
         table.add_row(name, str(len(s.cells())),
                       f"{len(s.datasets)} × {len(s.methods)} × {len(s.drifts)} × {len(s.seeds)} × {len(s.editors)}",
-                      str(est.stages), format_duration(est.seconds), s.description)
+                      str(estimate_suite(s).stages), time, s.description)
     out.print(table)
     out.print("Estimates: ldbench/runner/estimate.py's cost model, calibrated on an unshared 2-core CPU machine; "
               "shared stages (dataset, base model, fine-tunes shared across editors) are counted once.")
@@ -229,7 +251,8 @@ def fid(args) -> int:
     extractor = _extractor(args.extractor, args, **options)
     opts = CompareOptions(kid=args.kid, kid_subset_size=args.kid_subset_size, kid_subsets=args.kid_subsets,
                           prdc=args.prdc, prdc_k=args.prdc_k, bootstrap=args.bootstrap, seed=args.seed,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size,
+                          cache_dir=None if args.no_cache else resolve_cache_dir(args.cache_dir))
     import warnings
 
     with warnings.catch_warnings():  # the rank note is printed below / kept in the records

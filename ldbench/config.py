@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,8 +104,42 @@ class Cell:
     editor: Component
 
 
-_TOP_KEYS = {"version", "description", "include", "datasets", "base_model", "methods", "drifts", "seeds",
+_TOP_KEYS = {"version", "description", "include", "requires", "datasets", "base_model", "methods", "drifts", "seeds",
              "editors", "evaluation"}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def required_env(data: dict) -> dict[str, str]:
+    """Every ${VAR} a suite refers to, with the description its `requires:` mapping gives."""
+    described = data.get("requires") or {}
+    if not isinstance(described, dict):
+        raise UserError("'requires' must map environment variable names to what they point to")
+    found: dict[str, str] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            for name in _ENV_REF.findall(value):
+                found[name] = str(described.get(name, "no description in the suite's requires:"))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if k != "requires":
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(data)
+    return found
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v) for v in value]
+    return value
 
 
 def available_suites() -> list[str]:
@@ -203,11 +239,22 @@ def _list(data: dict, key: str, source: str) -> list:
     return value
 
 
-def load_suite(name_or_path: str, overrides: list[str] = ()) -> Suite:
+def load_suite(name_or_path: str, overrides: list[str] = (), expand_env: bool = True) -> Suite:
+    """`expand_env`: replace ${VAR} (paths to real weights and data, described under `requires:`) from the
+    environment, refusing with every missing variable and what it must point to; False keeps them as
+    written (for listing suites)."""
     path = suite_path(name_or_path)
     data = _read_yaml(path)
     for o in overrides:
         apply_override(data, o)
+    if expand_env:
+        missing = {k: v for k, v in required_env(data).items() if not os.environ.get(k)}
+        if missing:
+            needs = "; ".join(f"${k}: {v}" for k, v in missing.items())
+            raise UserError(f"suite {path.stem} needs {needs}. Set them (export {next(iter(missing))}=PATH) "
+                            "or override the keys with --set")
+        data = _expand_env(data)
+    data.pop("requires", None)
     return parse_suite(data, path.stem, str(path))
 
 

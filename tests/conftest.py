@@ -9,6 +9,20 @@ def _deterministic_threads():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    # Commands that default to the user cache (e.g. `ldbench fid`'s feature cache) write to a temporary one.
+    import os
+
+    old = os.environ.get("LDBENCH_CACHE_DIR")
+    os.environ["LDBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("ldbench-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LDBENCH_CACHE_DIR", None)
+    else:
+        os.environ["LDBENCH_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_parts(tmp_path_factory):
     """Untrained tiny latent diffusion components (seeded), shared by the sampling tests."""

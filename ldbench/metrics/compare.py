@@ -30,6 +30,10 @@ class CompareOptions:
     bootstrap: int = 0
     seed: int = 0
     batch_size: int = 64
+    # Features of image folders are cached here, keyed by the SHA-256 of the files' bytes and the
+    # extractor's description (weights hash, resize and channel policy): scoring the same folder again
+    # (another metric, another reference) extracts nothing. None: no cache.
+    cache_dir: Path | None = None
 
 
 @dataclass
@@ -72,10 +76,43 @@ def stats_features(path: Path, extractor) -> FeatureSet:
     return FeatureSet(stats.features, stats.mu, stats.sigma, int(stats.meta["n"]), source)
 
 
-def load_side(spec: str | Path, extractor, batch_size: int) -> FeatureSet:
+def cached_folder_features(folder: ImageFolder, extractor, batch_size: int, cache_dir: Path) -> FeatureSet:
+    """folder_features through the content-addressed store: the key is the folder's content hash (the
+    names and bytes of its files, in order) and the extractor's description, so the same files in another
+    folder still hit and a changed file or extractor misses. Batch size is not in the key (features do not depend on it)."""
+    from ldbench.runner.store import Store
+
+    content = folder.content_hash()
+    config = {"images": content, "extractor": extractor.describe()}
+    computed: dict = {}
+
+    def build(tmp: Path) -> dict:
+        fs = folder_features(folder, extractor, batch_size)
+        np.savez(tmp / "features.npz", features=fs.features)
+        computed["set"] = fs
+        return {"n": fs.n}
+
+    art = Store(cache_dir).get_or_build("features", "1", config, [], build)
+    if "set" in computed:
+        fs = computed["set"]
+    else:
+        with np.load(art.file("features.npz"), allow_pickle=False) as z:
+            feats = z["features"]
+        moments = RunningMoments(feats.shape[1])
+        moments.update(feats)
+        fs = FeatureSet(feats, moments.mean(), moments.covariance(), len(feats),
+                        {"kind": "image-folder", **folder.describe()})
+    fs.source["features"] = {"cache": "hit" if art.cached else "computed", "key": art.key}
+    return fs
+
+
+def load_side(spec: str | Path, extractor, batch_size: int, cache_dir: Path | None = None) -> FeatureSet:
     p = Path(spec)
     if p.is_dir():
-        return folder_features(ImageFolder(p), extractor, batch_size)
+        folder = ImageFolder(p)
+        if cache_dir is not None:
+            return cached_folder_features(folder, extractor, batch_size, cache_dir)
+        return folder_features(folder, extractor, batch_size)
     if p.suffix == ".npz":
         return stats_features(p, extractor)
     if not p.exists():
@@ -87,8 +124,8 @@ def compare(a: str | Path, b: str | Path, extractor, opts: CompareOptions) -> li
     """Metrics of folder `a` (the generated set, resampled by the bootstrap) against `b` (folder or .npz)."""
     if not Path(a).is_dir():
         raise UserError(f"{a}: the first argument must be an image folder")
-    side_a = load_side(a, extractor, opts.batch_size)
-    side_b = load_side(b, extractor, opts.batch_size)
+    side_a = load_side(a, extractor, opts.batch_size, opts.cache_dir)
+    side_b = load_side(b, extractor, opts.batch_size, opts.cache_dir)
     assert side_a.features is not None
     records = feature_distance_metrics(
         side_a.features, side_b.mu, side_b.sigma, side_b.features, family=extractor.family,

@@ -326,7 +326,7 @@ class RadiomicsExtractor:
         logging.getLogger("radiomics").setLevel(logging.ERROR)
         self._extractor = featureextractor.RadiomicsFeatureExtractor(str(config))
         h = hashlib.sha256(config.read_bytes())
-        h.update(f"pyradiomics {radiomics.__version__}".encode())
+        h.update(f"pyradiomics {radiomics.__version__}; numeric diagnostics kept (frd-score v1)".encode())
         self.fingerprint = h.hexdigest()  # no weights: the settings file and library version
         self.config_path = config
         yy, xx = np.mgrid[:64, :64] / 64.0
@@ -346,7 +346,16 @@ class RadiomicsExtractor:
         im.SetSpacing((1.0, 1.0, 1.0))
         ma.SetSpacing((1.0, 1.0, 1.0))
         out = self._extractor.execute(im, ma)
-        return {k: float(v) for k, v in out.items() if not k.startswith("diagnostics")}
+        # frd-score v1 keeps pyradiomics' numeric diagnostics (image mean / min / max, mask voxel counts, ...)
+        # in the feature vector, as the paper's pipeline did; constant ones drop out as zero-std columns.
+        features = {}
+        for k, v in out.items():
+            try:
+                features[k] = float(v)
+            except (TypeError, ValueError):
+                if not k.startswith("diagnostics"):
+                    raise
+        return features
 
     def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         _check_batch_size(batch_size)

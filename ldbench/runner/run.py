@@ -33,6 +33,8 @@ class RunOptions:
     inception_weights: str | None = None
     allow_unverified_weights: bool = False
     require_cached: bool = False  # `ldbench report`: every stage must come from the cache
+    executor: str = "local"  # where cells run: local | ray | slurm (ldbench.runner.executors)
+    executor_options: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """What `ldbench report` needs to re-open the same cache entries."""
@@ -86,8 +88,32 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
     return RunResult(records, opts.out_dir, seconds, store.events)
 
 
+@dataclass
+class Shared:
+    """What every cell needs, built once by the driver before any cell runs (so workers only read it)."""
+
+    datasets: dict  # dataset Component -> (Dataset, dataset artifact, reference stats, stats source)
+    base: Artifact
+    latents: dict  # dataset Component -> latents artifact (the test split's autoencoder latents)
+    env: dict
+    threads: int  # torch threads of the driver; workers use the same, so numbers match across executors
+
+
+@dataclass
+class CellOutput:
+    records: list[dict]
+    evidence: CellEvidence
+    generated: dict
+    store_events: list[dict]
+
+
 def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extractor, log) -> list[dict]:
-    store, ev, env = ctx.store, suite.evaluation, environment()
+    import torch
+
+    from ldbench.runner.executors import create_executor
+
+    store, ev = ctx.store, suite.evaluation
+    executor = create_executor(opts.executor, opts.executor_options, opts.out_dir)  # bad options fail first
 
     def log_stage() -> None:
         log("stage", **store.events[-1])
@@ -108,95 +134,148 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
         datasets[spec] = (ds, art, stats, stats_source)
     base = stages.base_model_stage(ctx, base_spec)
     log_stage()
+    latents = {}
+    for spec, (_, art, _, _) in datasets.items():
+        latents[spec] = stages.latents_stage(ctx, art, base)
+        log_stage()
+    shared = Shared(datasets, base, latents, environment(), torch.get_num_threads())
 
-    latents = {spec: stages.latents_stage(ctx, art, base) for spec, (_, art, _, _) in datasets.items()}
-    records: list[dict] = []
-    generated: list[dict] = []
-    evidence: list[CellEvidence] = []
     cells = suite.cells()
-    for i, cell in enumerate(cells, 1):
-        ds, data_art, stats, stats_source = datasets[cell.dataset]
-        if not opts.quiet:
-            console.print(f"cell {i}/{len(cells)}: {ds.name} · {cell.method.name} · {cell.drift.label} · "
-                          f"seed {cell.seed} · {cell.editor.name}")
-        ft = stages.finetune_stage(ctx, ds, data_art, base, cell.method, cell.drift, cell.seed)
-        log_stage()
-        editor_model = stages.editor_model_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor,
-                                                 cell.drift, cell.seed)
-        if editor_model is not None:
-            log_stage()
-        gen = stages.generate_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor, cell.drift, cell.seed,
-                                    editor_model=editor_model)
-        log_stage()
-        met = stages.metrics_stage(ctx, gen, stats, stats_source, extractor, ev, cell.seed)
-        log_stage()
-        artifacts = {"dataset": data_art.key, "base_model": base.key, "finetune": ft.key, "generate": gen.key,
-                     "metrics": met.key}
-        if editor_model is not None:
-            artifacts["editor_model"] = editor_model.key
-        metrics = json.loads(met.file("metrics.json").read_text())
-        items: dict = {}
-        notes: list[str] = []
-        extra = _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_model, gen, latents[cell.dataset],
-                                           log_stage)
-        for stage_name, art in extra.items():
-            artifacts[stage_name] = art.key
-            if stage_name in ("counterfactual_metrics", "utility"):
-                metrics += json.loads(art.file("metrics.json").read_text())
-                items.update(cf_stages.load_items(art))
-                notes += art.meta.get("notes", [])
-        provenance = {
-            "suite": suite.name,
-            "cell": {"dataset": dataclasses.asdict(cell.dataset), "method": dataclasses.asdict(cell.method),
-                     "drift": cell.drift.to_dict(), "seed": cell.seed, "editor": dataclasses.asdict(cell.editor)},
-            "resolved_config": suite.to_dict(),
-            "seeds": {"train": cell.seed, "sample": cell.seed, "bootstrap": cell.seed, "kid_subsets": cell.seed,
-                      "classifiers": cell.seed},
-            "method_options": ft.meta["options"],
-            "finetune_source": ({"loaded_from": ft.meta["loaded_from"], "sha256": ft.meta["checkpoint_sha256"]}
-                                if "loaded_from" in ft.meta else "trained by ldbench"),
-            "editor_options": gen.meta["options"],
-            "artifacts": artifacts,
-            "base_model_source": base.meta.get("source", "embedded tiny latent diffusion model (pretrained by ldbench)"),
-            "reference_stats": stats_source,
-            "extractor": extractor.describe(),
-            "environment": env,
-            "notes": notes,
-        }
-        cell_records = []
-        for m in metrics:
-            cell_records.append({
-                "dataset": ds.name,
-                "method": cell.method.name,
-                "drift": cell.drift.to_dict(),
-                "seed": cell.seed,
-                "editor": cell.editor.name,
-                "metric": m["metric"],
-                "value": m["value"],
-                "ci95": m.get("ci95"),
-                "n": m["n"],
-                "extractor": m["extractor"],
-                "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
-                "provenance": provenance,
-            })
-        records += cell_records
-        with np.load(met.file("features.npz"), allow_pickle=False) as z:
-            features = z["features"]
-        gen_arrays = stages.load_generated(gen)
-        evidence.append(CellEvidence(
-            dataset=ds.name, method=cell.method.name, editor=cell.editor.name, seed=cell.seed, drift=cell.drift,
-            records=cell_records, items=items, features=features,
-            pairing=stable_hash({"source": gen_arrays["source_index"].tolist(), "plan": stages.load_plan(gen)}),
-            stats=stats))
-        generated.append({"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen})
+    log("executor", name=opts.executor, **{k: str(v) for k, v in opts.executor_options.items()})
 
+    cells_start = time.perf_counter()
+    finished: list[int] = []
+
+    def on_start(i: int) -> None:
+        cell = cells[i]
+        if not opts.quiet:
+            elapsed = time.perf_counter() - cells_start
+            eta = (f", eta ~{_minutes(elapsed / len(finished) * (len(cells) - len(finished)))} at the pace so far"
+                   if finished and executor.in_process else "")
+            console.print(f"cell {i + 1}/{len(cells)}: {cell.dataset.name} · {cell.method.name} · {cell.drift.label} · "
+                          f"seed {cell.seed} · {cell.editor.name} [dim](elapsed {_minutes(elapsed)}{eta})[/dim]")
+
+    def on_done(i: int, out: CellOutput) -> None:
+        if not executor.in_process:  # in-process cells log each stage as it ends; workers report at the end
+            for event in out.store_events:
+                log("stage", **event)
+                store.events.append(event)
+        finished.append(i)
+        log("cell", index=i, cached=all(e["cached"] for e in out.store_events))
+
+    worker_opts = dataclasses.replace(opts, quiet=opts.quiet or not executor.in_process)
+    jobs = [(suite, worker_opts, shared, cell) for cell in cells]
+    in_process = {"ctx": ctx, "log_stage": log_stage, "extractor": extractor} if executor.in_process else {}
+    outputs: list[CellOutput] = executor.map(run_cell, jobs, on_start=on_start, on_done=on_done, **in_process)
+
+    records = [r for out in outputs for r in out.records]
+    evidence = [out.evidence for out in outputs]
+    generated = [out.generated for out in outputs]
     effects = ld_effects(evidence, ev) if ev.significance else []
     roc = [{"title": f"{c.dataset} · {c.method} · {c.drift.label} · {c.editor} · seed {c.seed}",
             "curves": {k.split("__", 1)[1]: (c.items[k], c.items["auc_score__" + k.split("__", 1)[1]])
                        for k in sorted(c.items) if k.startswith("auc_y__")}}
            for c in evidence if any(k.startswith("auc_y__") for k in c.items)]
-    write_outputs(suite, opts, records, effects, base, latents, generated, env, log, roc)
+    write_outputs(suite, opts, records, effects, base, latents, generated, shared.env, log, roc)
     return records
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+_EXTRACTORS: dict = {}  # per process: a worker builds the extractor once for all its cells
+
+
+def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.Context | None = None,
+             log_stage=None, extractor=None) -> CellOutput:
+    """Every stage of one cell: fine-tune, editor model, generate, metrics, counterfactual stages. Runs in
+    the driver (local executor) or in a worker (Ray, SLURM) against the same shared store."""
+    if ctx is None:  # a worker: its own store handle on the shared cache directory, the driver's threads
+        import torch
+
+        torch.set_num_threads(shared.threads)
+        ctx = stages.Context(store=Store(opts.cache_dir, read_only=opts.require_cached), quiet=opts.quiet)
+    if extractor is None:
+        key = json.dumps(dataclasses.asdict(suite.evaluation), sort_keys=True, default=str)
+        if key not in _EXTRACTORS:
+            _EXTRACTORS[key] = make_extractor(suite, opts)
+        extractor = _EXTRACTORS[key]
+    first_event = len(ctx.store.events)
+    log_stage = log_stage or (lambda: None)
+    ev, base, env = suite.evaluation, shared.base, shared.env
+    ds, data_art, stats, stats_source = shared.datasets[cell.dataset]
+    ft = stages.finetune_stage(ctx, ds, data_art, base, cell.method, cell.drift, cell.seed)
+    log_stage()
+    editor_model = stages.editor_model_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor,
+                                             cell.drift, cell.seed)
+    if editor_model is not None:
+        log_stage()
+    gen = stages.generate_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor, cell.drift, cell.seed,
+                                editor_model=editor_model)
+    log_stage()
+    met = stages.metrics_stage(ctx, gen, stats, stats_source, extractor, ev, cell.seed)
+    log_stage()
+    artifacts = {"dataset": data_art.key, "base_model": base.key, "finetune": ft.key, "generate": gen.key,
+                 "metrics": met.key}
+    if editor_model is not None:
+        artifacts["editor_model"] = editor_model.key
+    metrics = json.loads(met.file("metrics.json").read_text())
+    items: dict = {}
+    notes: list[str] = []
+    extra = _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_model, gen,
+                                       shared.latents[cell.dataset], log_stage)
+    for stage_name, art in extra.items():
+        artifacts[stage_name] = art.key
+        if stage_name in ("counterfactual_metrics", "utility"):
+            metrics += json.loads(art.file("metrics.json").read_text())
+            items.update(cf_stages.load_items(art))
+            notes += art.meta.get("notes", [])
+    provenance = {
+        "suite": suite.name,
+        "cell": {"dataset": dataclasses.asdict(cell.dataset), "method": dataclasses.asdict(cell.method),
+                 "drift": cell.drift.to_dict(), "seed": cell.seed, "editor": dataclasses.asdict(cell.editor)},
+        "resolved_config": suite.to_dict(),
+        "seeds": {"train": cell.seed, "sample": cell.seed, "bootstrap": cell.seed, "kid_subsets": cell.seed,
+                  "classifiers": cell.seed},
+        "method_options": ft.meta["options"],
+        "finetune_source": ({"loaded_from": ft.meta["loaded_from"], "sha256": ft.meta["checkpoint_sha256"]}
+                            if "loaded_from" in ft.meta else "trained by ldbench"),
+        "editor_options": gen.meta["options"],
+        "artifacts": artifacts,
+        "base_model_source": base.meta.get("source", "embedded tiny latent diffusion model (pretrained by ldbench)"),
+        "reference_stats": stats_source,
+        "extractor": extractor.describe(),
+        "environment": env,
+        "torch_threads": shared.threads,
+        "notes": notes,
+    }
+    cell_records = []
+    for m in metrics:
+        cell_records.append({
+            "dataset": ds.name,
+            "method": cell.method.name,
+            "drift": cell.drift.to_dict(),
+            "seed": cell.seed,
+            "editor": cell.editor.name,
+            "metric": m["metric"],
+            "value": m["value"],
+            "ci95": m.get("ci95"),
+            "n": m["n"],
+            "extractor": m["extractor"],
+            "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
+            "provenance": provenance,
+        })
+    with np.load(met.file("features.npz"), allow_pickle=False) as z:
+        features = z["features"]
+    gen_arrays = stages.load_generated(gen)
+    evidence = CellEvidence(
+        dataset=ds.name, method=cell.method.name, editor=cell.editor.name, seed=cell.seed, drift=cell.drift,
+        records=cell_records, items=items, features=features,
+        pairing=stable_hash({"source": gen_arrays["source_index"].tolist(), "plan": stages.load_plan(gen)}),
+        stats=stats)
+    generated = {"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen}
+    return CellOutput(cell_records, evidence, generated, list(ctx.store.events[first_event:]))
 
 
 def _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_model, gen, test_latents,

@@ -279,3 +279,26 @@ def test_unknown_suite_name_lists_valid_suites():
     assert "unknown suite 'smok'" in msg
     assert "smoke" in msg
     assert "Did you mean 'smoke'" in msg
+
+
+def test_paper_suite_names_every_missing_path_and_expands_them(monkeypatch, tmp_path):
+    from ldbench.config import load_suite
+    from ldbench.errors import UserError
+
+    names = ["LDBENCH_SD14", "LDBENCH_ADNI_ROOT", "LDBENCH_OASIS3_ROOT", "LDBENCH_CHEXPERT_ROOT",
+             "LDBENCH_INCEPTION_WEIGHTS"]
+    for n in names:
+        monkeypatch.delenv(n, raising=False)
+    with pytest.raises(UserError) as err:
+        load_suite("paper")
+    for n in names:
+        assert f"${n}" in str(err.value)
+    assert "Stable Diffusion v1.4" in str(err.value)
+    for n in names:
+        monkeypatch.setenv(n, str(tmp_path / n.lower()))
+    suite = load_suite("paper")
+    assert suite.base_model.options["path"] == str(tmp_path / "ldbench_sd14")
+    assert suite.datasets[0].options["root"] == str(tmp_path / "ldbench_adni_root")
+    assert suite.evaluation.extractor_options["weights_path"] == str(tmp_path / "ldbench_inception_weights")
+    assert {m.name for m in suite.methods} == {"textual-inversion", "dreambooth", "custom-diffusion", "finetune"}
+    assert len(load_suite("paper", expand_env=False).cells()) == len(suite.cells())

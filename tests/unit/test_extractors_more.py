@@ -49,23 +49,28 @@ def test_clean_resize_matches_clean_fid():
     np.testing.assert_array_equal(clean_resize_299(u8), theirs[..., 0])
 
 
+def _texture_folders(root: Path, shifts: dict[str, float], n: int, seed: int) -> None:
+    """Folders of n 32x32 8-bit PNGs: sinusoidal texture + a vertical ramp of the folder's shift + noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:32, :32] / 32
+    for name, shift in shifts.items():
+        (root / name).mkdir()
+        for i in range(n):
+            img = np.clip(0.4 + 0.2 * np.sin(2 * np.pi * rng.uniform(1, 4) * xx) + shift * yy
+                          + rng.normal(0, 0.05, xx.shape), 0, 1)
+            Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(root / name / f"{i}.png")
+
+
 def test_radiomics_frd_via_cli(tmp_path, capsys):
     pytest.importorskip("radiomics", reason="radiomics extractor not installed: pip install 'ldbench[radiomics]'")
     pytest.importorskip("frd_score", reason="frd-score not installed: pip install 'ldbench[radiomics]'")
     import json
 
-    from PIL import Image
-
     from ldbench.cli import main
 
-    rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[:32, :32] / 32
-    for name, shift in (("a", 0.0), ("b", 0.3)):
-        (tmp_path / name).mkdir()
-        for i in range(6):
-            img = np.clip(0.4 + 0.2 * np.sin(2 * np.pi * rng.uniform(1, 4) * xx) + shift * yy
-                          + rng.normal(0, 0.05, xx.shape), 0, 1)
-            Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(tmp_path / name / f"{i}.png")
+    _texture_folders(tmp_path, {"a": 0.0, "b": 0.3}, n=6, seed=3)
     capsys.readouterr()
     assert main(["fid", str(tmp_path / "a"), str(tmp_path / "b"), "--extractor", "radiomics", "--json"]) == 0
     (rec,) = json.loads(capsys.readouterr().out)
@@ -108,3 +113,18 @@ def test_transformers_extractors_load_local_weights(name, make, tmp_path, monkey
     np.testing.assert_allclose(f1, f4, rtol=1e-4, atol=1e-5)
     monkeypatch.setenv(f"LDBENCH_{name.upper()}_WEIGHTS", str(path))
     assert create_extractor(name).fingerprint == ex.fingerprint
+
+
+def test_frd_equals_frd_score_on_the_same_images(tmp_path):
+    """ldbench's FRD (radiomics extractor + z-scoring against the reference + log d_F^2) equals frd-score
+    v1's compute_frd with the reference as its first (norm_ref=d1) distribution; frd-score casts features
+    to float32 before normalising, hence the tolerance."""
+    pytest.importorskip("radiomics", reason="radiomics extractor not installed: pip install 'ldbench[radiomics]'")
+    frd = pytest.importorskip("frd_score.frd", reason="frd-score not installed: pip install 'ldbench[radiomics]'")
+    from ldbench.metrics.compare import CompareOptions, compare
+
+    _texture_folders(tmp_path, {"gen": 0.0, "ref": 0.3}, n=8, seed=5)
+    theirs = frd.compute_frd([str(tmp_path / "ref"), str(tmp_path / "gen")], norm_ref="d1", num_workers=1)
+    (ours,) = compare(tmp_path / "gen", tmp_path / "ref", create_extractor("radiomics"), CompareOptions())
+    assert ours["metric"] == "frd"
+    assert ours["value"] == pytest.approx(theirs, abs=1e-4)

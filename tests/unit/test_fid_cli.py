@@ -177,3 +177,28 @@ def test_frechet_from_features_equals_the_covariance_route(n1, n2, d):
     expected = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
     assert frechet_distance_from_features(a, b) == pytest.approx(expected, rel=1e-9)
     assert frechet_distance_from_features(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_folder_features_are_cached_by_content_hash(folders, capsys, tmp_path):
+    """Second scoring of the same files extracts nothing (cache hit, same numbers); a changed file or
+    --no-cache computes again."""
+    cache = tmp_path / "cache"
+    argv = ["fid", str(folders["a"]), str(folders["b"]), "--extractor", "domain", "--json", "--cache-dir", str(cache)]
+    first = _json(capsys, argv)
+    assert first[0]["provenance"]["inputs"]["a"]["features"]["cache"] == "computed"
+    second = _json(capsys, argv)
+    assert second[0]["provenance"]["inputs"]["a"]["features"]["cache"] == "hit"
+    assert second[0]["provenance"]["inputs"]["b"]["features"]["cache"] == "hit"
+    assert second[0]["value"] == first[0]["value"]
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in sorted(folders["a"].iterdir()):
+        (copy / p.name).write_bytes(p.read_bytes())
+    img = np.asarray(Image.open(copy / "000.png")).copy()
+    img[0, 0] = 255 - img[0, 0]
+    Image.fromarray(img).save(copy / "000.png")
+    changed = _json(capsys, ["fid", str(copy), str(folders["b"]), "--extractor", "domain", "--json", "--cache-dir",
+                             str(cache)])
+    assert changed[0]["provenance"]["inputs"]["a"]["features"]["cache"] == "computed"
+    off = _json(capsys, argv + ["--no-cache"])
+    assert "features" not in off[0]["provenance"]["inputs"]["a"] and off[0]["value"] == first[0]["value"]

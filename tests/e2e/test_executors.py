@@ -1,0 +1,64 @@
+"""The same toy suite on every executor gives the same numbers: local, Ray (a local instance started
+here) and SLURM through submitit (its local executor: each cell a separate process)."""
+
+import json
+
+import pytest
+
+from ldbench.config import load_suite
+from ldbench.runner.run import RunOptions, run_suite
+
+pytestmark = pytest.mark.slow
+
+TOY = [
+    "datasets=[{name: synth-brain, options: {n_subjects: 24, visits: 2, image_size: 32}}]",
+    "base_model={name: embedded, options: {vae_steps: 10, unet_steps: 10, crops_per_image: 4}}",
+    "methods=[{name: finetune, options: {steps: 4, batch_size: 8}}]",
+    "editors=[{name: sdedit, options: {steps: 3, strength: 0.5}}]",
+    "evaluation.kid_subset_size=6",
+    "evaluation.kid_subsets=5",
+    "evaluation.bootstrap=10",
+]
+
+
+def _values(result):
+    return [(r["metric"], r["drift"]["delta"], r["value"], r["ci95"]) for r in result.records]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("local")
+    suite = load_suite("smoke", TOY)
+    return suite, run_suite(suite, RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True))
+
+
+def test_ray_executor_matches_local(local_run, tmp_path):
+    ray = pytest.importorskip("ray")
+    suite, local = local_run
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True,
+                                             executor="ray"))
+    finally:
+        ray.shutdown()
+    assert _values(result) == _values(local)
+    events = [json.loads(line) for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
+    built = {e["stage"] for e in events if e["event"] == "stage" and not e["cached"]}
+    assert {"finetune", "generate", "metrics"} <= built  # the cells' stages ran in the Ray workers
+
+
+def test_submitit_executor_matches_local(local_run, tmp_path):
+    pytest.importorskip("submitit")
+    suite, local = local_run
+    result = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True,
+                                         executor="slurm", executor_options={"cluster": "local"}))
+    assert _values(result) == _values(local)
+    assert any((tmp_path / "out" / "submitit").iterdir())  # one job folder per cell
+
+
+def test_unknown_executor_option_is_one_line_error(tmp_path, capsys):
+    from ldbench.cli import main
+
+    assert main(["run", "--suite", "smoke", "--executor", "slurm", "--executor-option", "nonsense=1",
+                 "--cache-dir", str(tmp_path), "--out", str(tmp_path / "o")] + sum((["--set", t] for t in TOY), [])) == 2
+    assert "ldbench: error:" in capsys.readouterr().err
