@@ -8,7 +8,7 @@ from typing import Protocol
 import torch
 
 from ldbench.drift import Drift
-from ldbench.methods.loop import TrainData
+from ldbench.methods.loop import TrainData, check_training_options
 from ldbench.registry import Registry
 
 
@@ -16,7 +16,25 @@ from ldbench.registry import Registry
 class MethodOptions:
     """Training hyperparameters; every value is recorded in each result's provenance.
 
-    Shared by every method: steps, batch_size, lr. Method-specific (ignored by the others):
+    Shared by every method:
+
+    steps              optimizer steps (not micro-batches), whatever gradient_accumulation_steps is.
+    batch_size         samples per forward pass (micro-batch).
+    lr                 AdamW learning rate.
+    mixed_precision    "no" (fp32, the default: bit-identical to ldbench's results before accelerate),
+                       "bf16" or "fp16": the forward passes run under accelerate's autocast in that
+                       dtype while the trained weights and optimizer state stay fp32 (master weights),
+                       to save memory and time on GPUs. fp16 (with loss scaling) needs a CUDA GPU; on
+                       CPU use bf16. Results differ slightly from fp32, so it is part of the cache key.
+    gradient_accumulation_steps
+                       micro-batches whose gradients are summed (each loss divided by this number)
+                       before one optimizer step, so the effective batch is batch_size x
+                       gradient_accumulation_steps without the memory of one large batch. The i-th
+                       micro-batch of a run makes the random draws the i-th step of a run without
+                       accumulation would (same seed); the loss recorded per optimizer step is the
+                       mean over its micro-batches.
+
+    Method-specific (ignored by the others):
 
     placeholder_token  textual-inversion's new token / custom-diffusion's modifier token; added to the
                        tokenizer and put in front of every training and sampling prompt.
@@ -47,6 +65,11 @@ class MethodOptions:
     prior_loss_weight: float = 1.0
     lora_rank: int = 4
     checkpoint: str | dict = ""
+    mixed_precision: str = "no"
+    gradient_accumulation_steps: int = 1
+
+    def __post_init__(self) -> None:
+        check_training_options(self.mixed_precision, self.gradient_accumulation_steps)
 
 
 class Method(Protocol):

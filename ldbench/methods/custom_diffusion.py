@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData, train_denoiser
+from ldbench.methods.loop import TrainData, train_denoiser, training_options
 from ldbench.methods.tokens import add_token, prefix_prompt, with_placeholder
 
 UNET_PREFIX = "unet."
@@ -32,6 +32,7 @@ class CustomDiffusion:
             parts, data, [*kv.values(), weight], drift=drift, steps=options.steps,
             batch_size=options.batch_size, lr=options.lr, seed=seed, train_text_encoder=True,
             after_step=keep_other_rows, desc="custom-diffusion", quiet=quiet,
+            **training_options(options),
         )
         trained = {UNET_PREFIX + n: p.detach().clone() for n, p in kv.items()}
         trained[token] = weight[token_id : token_id + 1].detach().clone()

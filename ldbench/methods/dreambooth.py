@@ -15,7 +15,7 @@ import dataclasses
 import torch
 
 from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData, train_denoiser
+from ldbench.methods.loop import TrainData, train_denoiser, training_options
 from ldbench.methods.tokens import prefix_prompt
 
 CLASS_GUIDANCE = 3.0
@@ -61,6 +61,7 @@ class DreamBooth:
             parts, data, list(parts["unet"].parameters()), drift=drift, steps=options.steps,
             batch_size=options.batch_size, lr=options.lr, seed=seed,
             prior_loss_weight=options.prior_loss_weight, desc="dreambooth", quiet=quiet,
+            **training_options(options),
         )
         trained = {k: v.detach().clone() for k, v in parts["unet"].state_dict().items()}
         # The identifier goes with the weights (apply has no options): a 0-d marker tensor per identifier.

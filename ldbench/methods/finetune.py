@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData, train_denoiser
+from ldbench.methods.loop import TrainData, train_denoiser, training_options
 
 
 class FineTune:
@@ -17,6 +17,7 @@ class FineTune:
         losses = train_denoiser(
             parts, data, list(parts["unet"].parameters()), drift=drift, steps=options.steps,
             batch_size=options.batch_size, lr=options.lr, seed=seed, desc="finetune", quiet=quiet,
+            **training_options(options),
         )
         return {k: v.detach().clone() for k, v in parts["unet"].state_dict().items()}, losses
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData, train_denoiser
+from ldbench.methods.loop import TrainData, train_denoiser, training_options
 
 TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -36,6 +36,7 @@ class LoRA:
         losses = train_denoiser(
             parts, data, trainable, drift=drift, steps=options.steps, batch_size=options.batch_size,
             lr=options.lr, seed=seed, desc="lora", quiet=quiet,
+            **training_options(options),
         )
         return {k: v.detach().clone() for k, v in get_peft_model_state_dict(unet).items()}, losses
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData, train_denoiser
+from ldbench.methods.loop import TrainData, train_denoiser, training_options
 from ldbench.methods.tokens import add_token, prefix_prompt, with_placeholder
 
 
@@ -26,6 +26,7 @@ class TextualInversion:
             parts, data, [weight], drift=drift, steps=options.steps, batch_size=options.batch_size,
             lr=options.lr, seed=seed, train_text_encoder=True, after_step=keep_other_rows,
             desc="textual-inversion", quiet=quiet,
+            **training_options(options),
         )
         return {token: weight[token_id : token_id + 1].detach().clone()}, losses
 

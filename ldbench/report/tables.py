@@ -79,9 +79,14 @@ def build_table(records: list[dict]) -> Table:
         out_rows.append((row[0], row[1], cells))
     headers = [f"{ds} · {ed} · {display_name(m, s['extractors'][m])}" for ds, ed, m in columns]
     extractors = sorted(set(s["extractors"].values()))
-    caption = (f"Features: {', '.join(extractors)}. Best per column in bold (lower is better for distances); "
-               "brackets: bootstrap 95% CI over the generated set.")
-    if any(e != "inception" for e in extractors):
+    realism = any(group_of(m) == "realism" for _, _, m in columns)
+    if realism:
+        caption = (f"Features: {', '.join(extractors)}. Best per column in bold (lower is better for distances); "
+                   "brackets: bootstrap 95% CI over the generated set.")
+    else:
+        caption = (f"Computed on: {', '.join(extractors)}. Best per column in bold (direction from each metric); "
+                   "brackets: bootstrap 95% CI (items resampled; AUCs stratified).")
+    if realism and any(e != "inception" for e in extractors):
         caption += (" FD/KD are Fréchet/kernel distances on an offline stand-in extractor, not Inception FID/KID,"
                     " and are not comparable with published FID values.")
     return Table(headers, out_rows, caption)

@@ -72,6 +72,9 @@ def compare_cells(ld: CellEvidence, base: CellEvidence, evaluation: Evaluation) 
         if other is None:
             continue
         result = None
+        keys = [k for k in (f"auc_score__{metric}", f"mean__{metric}") if k in ld.items and k in base.items]
+        if keys and all(np.array_equal(ld.items[k], base.items[k]) for k in keys) and rec["value"] == other["value"]:
+            continue  # the same evidence in both cells (e.g. the AUC protocol's shared real arm): nothing to test
         if f"auc_y__{metric}" in ld.items and f"auc_y__{metric}" in base.items:
             y_a, y_b = ld.items[f"auc_y__{metric}"], base.items[f"auc_y__{metric}"]
             two_classes = min(int(y_a.sum()), int((1 - y_a).sum())) >= 2

@@ -113,7 +113,7 @@ def _finetune_seconds(method: Component, costs: Costs) -> float:
     from ldbench.methods import MethodOptions
 
     opts = build_options(MethodOptions, method.options, f"method {method.name}")
-    batch = opts.batch_size
+    batch = opts.batch_size * opts.gradient_accumulation_steps  # samples per optimizer step
     extra = 0.0
     if method.name == "dreambooth":
         # prior preservation doubles each batch, and the class images are sampled from the base model first

@@ -144,6 +144,11 @@ def training_drift(drift: Drift) -> Drift:
     return Drift(drift.delta, train=drift.train, sample="none")
 
 
+# Method options whose default means "train exactly as before the option existed" stay out of the cache key
+# at that default, so adding them kept existing fine-tunes valid (any other value is in the key).
+_NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1}
+
+
 def checkpoint_file(method_name: str, checkpoint: str | dict, drift: Drift) -> Path | None:
     """The weights file a cell loads instead of training (MethodOptions.checkpoint), or None."""
     if not checkpoint:
@@ -186,7 +191,9 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
     checkpoint = checkpoint_file(method.name, options.checkpoint, drift)
     if checkpoint is not None:
         return loaded_checkpoint_stage(ctx, base, method, options, checkpoint)
-    config = {"method": method.name, "options": dataclasses.asdict(options), "drift": train_drift.to_dict(), "seed": seed}
+    key_options = {k: v for k, v in dataclasses.asdict(options).items()
+                   if not (k in _NEUTRAL_DEFAULTS and v == _NEUTRAL_DEFAULTS[k])}
+    config = {"method": method.name, "options": key_options, "drift": train_drift.to_dict(), "seed": seed}
 
     def build(tmp: Path) -> dict:
         torch.manual_seed(seed)

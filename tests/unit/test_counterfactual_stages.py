@@ -90,5 +90,6 @@ def test_ld_effects_find_a_real_shift_and_not_a_null_one():
     assert by_metric["fd"]["significant"] and by_metric["fd"]["ci95"][0] > 0
     same = ld_effects([_evidence(NO_DRIFT, base_vals, base_scores, y, feats),
                        _evidence(ld, base_vals, base_scores, y, feats)], ev)
-    assert not any(e["significant"] for e in same)
-    assert all(e["difference"] == 0 for e in same)
+    # identical per-item evidence (e.g. a shared classifier arm) is not "tested"; the set metric still is
+    assert {e["metric"] for e in same} == {"fd"}
+    assert not same[0]["significant"] and same[0]["difference"] == 0
