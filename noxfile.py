@@ -26,8 +26,10 @@ def smoke(session):
 
 @nox.session(python="3.11")
 def bench(session):
-    """The regression bench: run the smoke suite, then compare it with the committed baseline."""
+    """The regression bench: run the ci suite (every method, both embedded datasets), then compare it with
+    the committed baseline; `nox -s bench -- smoke` runs the smaller smoke suite against its baseline."""
     session.install("-e", ".")
+    suite = session.posargs[0] if session.posargs else "ci"
     out = session.create_tmp() + "/bench"
-    session.run("ldbench", "run", "--suite", "smoke", "--out", out, "--quiet")
-    session.run("ldbench", "check", out, "--baseline", "benchmarks/baselines/smoke.json")
+    session.run("ldbench", "run", "--suite", suite, "--out", out, "--quiet")
+    session.run("ldbench", "check", out, "--baseline", f"benchmarks/baselines/{suite}.json")

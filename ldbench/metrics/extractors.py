@@ -173,7 +173,9 @@ class InceptionExtractor:
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise UserError(f"{path}: not torch-fidelity Inception-v3 weights ({first})") from None
-        self._model = model.to(self.device).eval()
+        # channels_last: oneDNN's convolutions run about 1.5x faster on CPU in this layout (measured with
+        # benchmarks/perf/bench_fid.py); features agree with torch-fidelity's own layout to ~1e-6 relative.
+        self._model = model.to(self.device).eval().to(memory_format=torch.channels_last)
 
     def _to_uint8_rgb(self, images: np.ndarray) -> torch.Tensor:
         """Gray [0, 1] -> uint8 round(x * 255) -> (N, 3, H, W), as an RGB PNG of the image would load."""
