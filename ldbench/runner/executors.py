@@ -104,9 +104,17 @@ class SubmititExecutor:
             import submitit
         except ImportError:
             raise UserError("--executor slurm needs submitit: pip install -e '.[slurm]'") from None
-        self.executor = submitit.AutoExecutor(folder=folder or str(Path(out_dir) / "submitit"), cluster=cluster)
+        try:
+            self.executor = submitit.AutoExecutor(folder=folder or str(Path(out_dir) / "submitit"), cluster=cluster)
+        except RuntimeError as exc:  # e.g. no `srun` on this machine
+            raise UserError(f"--executor slurm: {str(exc).splitlines()[0]}; on a machine without SLURM use "
+                            "--executor-option cluster=local (jobs as local processes)") from None
         defaults = {"timeout_min": 24 * 60} if cluster == "slurm" else {}
-        self.executor.update_parameters(**{**defaults, **parameters})
+        try:
+            self.executor.update_parameters(**{**defaults, **parameters})
+        except (NameError, ValueError, TypeError, AssertionError) as exc:  # submitit's ways of saying "unknown"
+            raise UserError(f"executor slurm: bad option(s) {sorted(parameters)} ({str(exc).splitlines()[0]}); "
+                            "see submitit's AutoExecutor.update_parameters (e.g. slurm_partition, timeout_min)") from None
 
     def map(self, fn: Callable, jobs: list[tuple], on_start=None, on_done=None, **_) -> list:
         submitted = []

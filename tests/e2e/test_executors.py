@@ -56,9 +56,16 @@ def test_submitit_executor_matches_local(local_run, tmp_path):
     assert any((tmp_path / "out" / "submitit").iterdir())  # one job folder per cell
 
 
-def test_unknown_executor_option_is_one_line_error(tmp_path, capsys):
+@pytest.mark.parametrize("options", [["cluster=local", "nonsense=1"], []])
+def test_bad_executor_setup_is_a_one_line_error_before_any_work(tmp_path, capsys, options):
+    """An unknown option, or SLURM asked for on a machine without it: one line, exit 2, nothing built."""
+    pytest.importorskip("submitit")
     from ldbench.cli import main
 
-    assert main(["run", "--suite", "smoke", "--executor", "slurm", "--executor-option", "nonsense=1",
-                 "--cache-dir", str(tmp_path), "--out", str(tmp_path / "o")] + sum((["--set", t] for t in TOY), [])) == 2
-    assert "ldbench: error:" in capsys.readouterr().err
+    argv = ["run", "--suite", "smoke", "--executor", "slurm", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "o")]
+    for o in options:
+        argv += ["--executor-option", o]
+    assert main(argv + sum((["--set", t] for t in TOY), [])) == 2
+    assert "ldbench: error: executor slurm" in capsys.readouterr().err or options == []
+    assert not any(p for p in (tmp_path / "cache").glob("*") if not p.name.startswith("."))
