@@ -24,6 +24,7 @@ from ldbench.config import Component, Evaluation, build_options
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.drift import Drift
 from ldbench.errors import UserError
+from ldbench.hashing import sha256_file
 from ldbench.runner import stages
 from ldbench.runner.store import Artifact
 
@@ -143,7 +144,10 @@ def counterfactual_metrics_stage(ctx: stages.Context, dataset: Dataset, data_art
                   "counterfactual", "effectiveness", "axiom_items", "null_edits", "bootstrap", "lpips_backbone",
                   "lpips_linear")},
               "editor": dataclasses.asdict(editor_spec), "drift": stages.sampling_drift(drift).to_dict(),
-              "seed": seed}
+              "seed": seed,
+              # the LPIPS weights by content, so replacing a file at the same path recomputes
+              "lpips_sha256": [sha256_file(Path(p)) if Path(p).is_file() else None
+                               for p in (evaluation.lpips_backbone, evaluation.lpips_linear) if p]}
 
     def build(tmp: Path) -> dict:
         records, items, notes = compute_counterfactual_metrics(
