@@ -325,6 +325,21 @@ def flipped_attribute(dataset: Dataset, table: ImageTable) -> str:
     return changed[0]
 
 
+def _protocol_key(evaluation: Evaluation, seed: int) -> dict:
+    """What both AUC-protocol stages depend on besides their upstream artifacts."""
+    return {"label": evaluation.utility_label, "classifier": dataclasses.asdict(classifier_options(evaluation)),
+            "seed": seed, "bootstrap": evaluation.bootstrap}
+
+
+def _labelled_splits(data_art: Artifact, evaluation: Evaluation, dataset: Dataset):
+    """(label, positive value, train table, test table, train targets, test targets) of the AUC protocol."""
+    table = stages.load_table(data_art)
+    label, positive = _label(table, evaluation, dataset)
+    train, test = table.split("train"), table.split("test")
+    return (label, positive, train, test, encode_targets(train.attributes[label], "binary", positive),
+            encode_targets(test.attributes[label], "binary", positive))
+
+
 def real_classifier_stage(ctx: stages.Context, dataset: Dataset, data_art: Artifact, evaluation: Evaluation,
                           seed: int) -> Artifact:
     """The AUC protocol's real arm (trained on the real train split, scored on the real test split): the
@@ -333,15 +348,10 @@ def real_classifier_stage(ctx: stages.Context, dataset: Dataset, data_art: Artif
     from ldbench.metrics.significance import auc_with_ci
 
     options = classifier_options(evaluation)
-    config = {"label": evaluation.utility_label, "classifier": dataclasses.asdict(options), "seed": seed,
-              "bootstrap": evaluation.bootstrap}
+    config = _protocol_key(evaluation, seed)
 
     def build(tmp: Path) -> dict:
-        table = stages.load_table(data_art)
-        label, positive = _label(table, evaluation, dataset)
-        train, test = table.split("train"), table.split("test")
-        y_train = encode_targets(train.attributes[label], "binary", positive)
-        y_test = encode_targets(test.attributes[label], "binary", positive)
+        label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
         model = train_classifier(train.images, y_train, "binary", options, seed, quiet=ctx.quiet)
         scores = model.predict(test.images)
         auc, ci = auc_with_ci(y_test, scores, evaluation.bootstrap, seed)
@@ -361,13 +371,10 @@ def utility_stage(ctx: stages.Context, dataset: Dataset, data_art: Artifact, gen
     from ldbench.classify import utility_protocol
 
     options = classifier_options(evaluation)
-    config = {"label": evaluation.utility_label, "classifier": dataclasses.asdict(options), "seed": seed,
-              "bootstrap": evaluation.bootstrap}
+    config = _protocol_key(evaluation, seed)
 
     def build(tmp: Path) -> dict:
-        table = stages.load_table(data_art)
-        label, positive = _label(table, evaluation, dataset)
-        train, test = table.split("train"), table.split("test")
+        label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
         plan = stages.load_plan(gen_train)
         synth_images = stages.load_generated(gen_train)["images"]
         synth_y = encode_targets([r[label] for r in plan["target_rows"]], "binary", positive)
@@ -375,11 +382,8 @@ def utility_stage(ctx: stages.Context, dataset: Dataset, data_art: Artifact, gen
             real_result = {"auc": real_arm.meta["auc"], "ci95": real_arm.meta["ci95"], "scores": z["scores"],
                            "n_train": real_arm.meta["n_train"], "n_train_synthetic": 0, "seed": seed,
                            "history": real_arm.meta["history"]}
-        results = utility_protocol(
-            (train.images, encode_targets(train.attributes[label], "binary", positive)), (synth_images, synth_y),
-            (test.images, encode_targets(test.attributes[label], "binary", positive)), options, seed,
-            quiet=ctx.quiet, n_boot=evaluation.bootstrap, real_result=real_result)
-        y_test = encode_targets(test.attributes[label], "binary", positive)
+        results = utility_protocol((train.images, y_train), (synth_images, synth_y), (test.images, y_test), options,
+                                   seed, quiet=ctx.quiet, n_boot=evaluation.bootstrap, real_result=real_result)
         records, arrays = [], {}
         for arm, res in results.items():
             metric = f"auc_{arm}"
