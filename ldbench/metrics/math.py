@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -260,13 +261,51 @@ def kernel_inception_distance(
         raise UserError(f"KID subset size must be at least 2, got {subset_size}")
     if n_subsets < 1:
         raise UserError(f"KID needs at least 1 subset, got {n_subsets}")
-    rng = np.random.RandomState(seed)
-    mmds = np.empty(n_subsets)
-    for i in range(n_subsets):
-        x = a[rng.choice(n_a, subset_size, replace=False)]
-        y = b[rng.choice(n_b, subset_size, replace=False)]
-        mmds[i] = _mmd2_unbiased(_poly_kernel(x, x), _poly_kernel(x, y), _poly_kernel(y, y))
+    picks = _kid_subsets(seed, n_a, n_b, subset_size, n_subsets)
+    d = a.shape[1]
+    full_cost = (n_a + n_b) ** 2 * d + n_subsets * (n_a + n_b) ** 2
+    if full_cost < 3 * n_subsets * subset_size ** 2 * d and max(n_a, n_b) ** 2 <= _FULL_KERNEL_MAX_ENTRIES:
+        mmds = _subset_mmds_from_full_kernels(a, b, picks)
+    else:
+        mmds = np.array([_mmd2_unbiased(_poly_kernel(a[ia], a[ia]), _poly_kernel(a[ia], b[ib]), _poly_kernel(b[ib], b[ib]))
+                         for ia, ib in picks[0]])
     return float(np.mean(mmds)), float(np.std(mmds))
+
+
+@functools.lru_cache(maxsize=16)
+def _kid_subsets(seed: int, n_a: int, n_b: int, subset_size: int, n_subsets: int) -> tuple:
+    """The subsets torch-fidelity draws (index pairs) and their 0/1 indicator matrices. Cached: a bootstrap
+    calls KID hundreds of times with the same seed and sizes, and drawing them is most of a small KID's time."""
+    rng = np.random.RandomState(seed)
+    pairs = [(rng.choice(n_a, subset_size, replace=False), rng.choice(n_b, subset_size, replace=False))
+             for _ in range(n_subsets)]
+    s_a = np.zeros((n_subsets, n_a))
+    s_b = np.zeros((n_subsets, n_b))
+    for row, (ia, ib) in enumerate(pairs):
+        s_a[row, ia] = 1.0
+        s_b[row, ib] = 1.0
+    for arr in (s_a, s_b):
+        arr.setflags(write=False)
+    return pairs, s_a, s_b
+
+
+# Small sets (the medical test splits, and every bootstrap resample of them): when the kernel matrices of
+# the whole sets cost fewer operations than the per-subset ones, every subset's MMD² comes from them in a few
+# matrix products (the same kernel values; sums equal up to float64 rounding). Otherwise, and always for
+# sets too large to hold their kernel matrix, the per-subset products keep memory O(subset²).
+_FULL_KERNEL_MAX_ENTRIES = 4_000_000
+
+
+def _subset_mmds_from_full_kernels(a: np.ndarray, b: np.ndarray, picks: tuple) -> np.ndarray:
+    # With s the 0/1 indicator of a subset (no repeats: drawn without replacement), the sum of a kernel's
+    # subset block is s K s^T, so all subsets' block sums are the row sums of (S K) * S.
+    pairs, s_a, s_b = picks
+    m = len(pairs[0][0])
+    k_aa, k_ab, k_bb = _poly_kernel(a, a), _poly_kernel(a, b), _poly_kernel(b, b)
+    off_xx = ((s_a @ k_aa) * s_a).sum(axis=1) - s_a @ np.diag(k_aa)
+    off_yy = ((s_b @ k_bb) * s_b).sum(axis=1) - s_b @ np.diag(k_bb)
+    xy = ((s_a @ k_ab) * s_b).sum(axis=1)
+    return (off_xx + off_yy) / (m * (m - 1)) - 2.0 * xy / (m * m)
 
 
 # --- Bootstrap ------------------------------------------------------------------------------------------

@@ -134,8 +134,17 @@ def test_kid_is_seeded():
     assert first[0] > 0
 
 
-def test_kid_agrees_with_torch_fidelity_including_subset_sampling():
+@pytest.mark.parametrize("path", ["whole-set kernels", "per-subset kernels"])
+def test_kid_agrees_with_torch_fidelity_including_subset_sampling(path, monkeypatch):
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    import ldbench.metrics.math as metrics_math
+
+    if path == "per-subset kernels":  # the path large sets take
+        monkeypatch.setattr(metrics_math, "_FULL_KERNEL_MAX_ENTRIES", 0)
+    calls = []
+    real = metrics_math._subset_mmds_from_full_kernels
+    monkeypatch.setattr(metrics_math, "_subset_mmds_from_full_kernels", lambda *a: calls.append(1) or real(*a))
 
     a, b = _features(60, 16, seed=12), _features(50, 16, seed=13, shift=0.2)
     ref = kid_features_to_metric(
@@ -149,6 +158,7 @@ def test_kid_agrees_with_torch_fidelity_including_subset_sampling():
     mean, std = kernel_inception_distance(a, b, 25, 20, seed=3)
     assert mean == pytest.approx(ref[KEY_METRIC_KID_MEAN], rel=1e-10)
     assert std == pytest.approx(ref[KEY_METRIC_KID_STD], rel=1e-10)
+    assert bool(calls) == (path == "whole-set kernels")
 
 
 def test_kid_subset_larger_than_a_set_is_an_error_naming_the_numbers():
