@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     tb.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")
     tb.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
     tb.add_argument("--no-ci", action="store_true", help="leave out the 95%% confidence intervals")
+    tb.add_argument("--metrics", default="paper",
+                    help="paper (default: FID/KID or FD/KD, and the AUC of a classifier trained on generated images), "
+                         "all, or comma-separated metric names, e.g. fd,kd,auc_mixed,effectiveness_auc")
 
     ck = sub.add_parser("check", help="compare a run's results with a baseline; exit 1 on a regression")
     ck.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")

@@ -110,12 +110,12 @@ def report(args) -> int:
 
 def table(args) -> int:
     from ldbench.regression import load_results
-    from ldbench.report.tables import build_table, render
+    from ldbench.report.tables import build_table, render, select_metrics
 
     records = load_results(args.dir)
     if not records:
         raise UserError(f"{args.dir / 'results.json'} holds no records")
-    print(render(build_table(records), args.format, with_ci=not args.no_ci), end="")
+    print(render(build_table(select_metrics(records, args.metrics)), args.format, with_ci=not args.no_ci), end="")
     return 0
 
 

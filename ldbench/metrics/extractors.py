@@ -176,11 +176,39 @@ class InceptionExtractor:
         # channels_last: oneDNN's convolutions run about 1.5x faster on CPU in this layout (measured with
         # benchmarks/perf/bench_fid.py); features agree with torch-fidelity's own layout to ~1e-6 relative.
         self._model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        # Gray input is the same image in R, G and B. The resize acts per channel, and a convolution of three
+        # equal channels is one convolution with its weights summed over them, so the resize and the stem
+        # convolution run once instead of three times (pool3 equal to torch-fidelity's forward on the RGB
+        # image to float32 rounding; test_inception_gray_path_equals_torch_fidelity_forward).
+        stem = model.Conv2d_1a_3x3.conv
+        self._stem_gray = torch.nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
+                                          bias=False).to(self.device)
+        with torch.no_grad():
+            self._stem_gray.weight.copy_(stem.weight.sum(dim=1, keepdim=True))
+        self._stem_gray.eval()
 
-    def _to_uint8_rgb(self, images: np.ndarray) -> torch.Tensor:
-        """Gray [0, 1] -> uint8 round(x * 255) -> (N, 3, H, W), as an RGB PNG of the image would load."""
-        u8 = np.rint(images * 255.0).astype(np.uint8)
-        return torch.from_numpy(u8)[:, None].expand(-1, 3, -1, -1).contiguous()
+    def _to_uint8_gray(self, images: np.ndarray) -> torch.Tensor:
+        """Gray [0, 1] -> uint8 round(x * 255), (N, 1, H, W): the values an RGB PNG of the image loads as."""
+        return torch.from_numpy(np.rint(images * 255.0).astype(np.uint8))[:, None]
+
+    def _pool3_of_gray(self, u8: torch.Tensor) -> torch.Tensor:
+        """torch-fidelity's forward (its TF1-compatible bilinear resize to 299, then Inception-v3 to pool3) for
+        (N, 1, H, W) uint8 images taken as RGB with three equal channels."""
+        from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+        size = (self._model.INPUT_IMAGE_SIZE,) * 2
+        return self._trunk(interpolate_bilinear_2d_like_tensorflow1x(u8.float(), size=size, align_corners=False))
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool3 features of gray float images already 299 x 299 in [0, 255] (torch-fidelity's own forward only
+        takes uint8 RGB and always resizes), through the one-channel stem."""
+        m = self._model
+        x = torch.relu(m.Conv2d_1a_3x3.bn(self._stem_gray((x - 128) / 128)))
+        for layer in ("Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2",
+                      "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                      "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool"):
+            x = getattr(m, layer)(x)
+        return torch.flatten(x, 1).to(torch.float32)
 
     def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         _check_batch_size(batch_size)
@@ -188,8 +216,8 @@ class InceptionExtractor:
         out = np.empty((len(x), self.dim), dtype=np.float64)
         with torch.no_grad():
             for s in range(0, len(x), batch_size):
-                batch = self._to_uint8_rgb(unit_range(x[s : s + batch_size])).to(self.device)
-                (f,) = self._model(batch)
+                batch = self._to_uint8_gray(unit_range(x[s : s + batch_size])).to(self.device)
+                f = self._pool3_of_gray(batch)
                 out[s : s + len(batch)] = f.to("cpu", torch.float64).numpy()
         return out
 
@@ -252,17 +280,6 @@ def clean_resize_299(u8: np.ndarray) -> np.ndarray:
     return np.asarray(img, dtype=np.float32).clip(0, 255)
 
 
-def _inception_trunk(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """torch-fidelity's Inception-v3 pool3 forward from float images already 299 x 299 in [0, 255]
-    (its own forward only takes uint8 and always applies its TF1 bilinear resize)."""
-    x = (x - 128) / 128
-    for layer in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
-                  "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-                  "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool"):
-        x = getattr(model, layer)(x)
-    return torch.flatten(x, 1).to(torch.float32)
-
-
 @EXTRACTORS.register("inception-clean")
 class CleanInceptionExtractor(InceptionExtractor):
     """Inception-v3 pool3 (same network and pinned weights) with clean-fid's PIL-bicubic resize to 299: FID/KID."""
@@ -281,10 +298,9 @@ class CleanInceptionExtractor(InceptionExtractor):
         with torch.no_grad():
             for s in range(0, len(x), batch_size):
                 u8 = np.rint(unit_range(x[s : s + batch_size]) * 255.0).astype(np.uint8)
-                # gray: the three channels are equal, so one resize per image serves all three
                 resized = np.stack([clean_resize_299(img) for img in u8])
-                batch = torch.from_numpy(resized)[:, None].expand(-1, 3, -1, -1).to(self.device)
-                out[s : s + len(u8)] = _inception_trunk(self._model, batch).to("cpu", torch.float64).numpy()
+                batch = torch.from_numpy(resized)[:, None].to(self.device)
+                out[s : s + len(u8)] = self._trunk(batch).to("cpu", torch.float64).numpy()
         return out
 
 

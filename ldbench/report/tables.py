@@ -92,6 +92,32 @@ def build_table(records: list[dict]) -> Table:
     return Table(headers, out_rows, caption)
 
 
+# The paper's main table: realism (FID / KID, or FD / KD on a stand-in extractor) and the AUC of a classifier
+# trained on generated images and tested on real ones.
+PAPER_METRICS = ("fid", "kid", "fd", "kd", "auc_synthetic")
+
+
+def select_metrics(records: list[dict], spec: str = "paper") -> list[dict]:
+    """The records of the metrics `spec` names: "paper" (PAPER_METRICS), "all", or comma-separated metric
+    names (a name also selects its qualified forms, e.g. effectiveness_auc selects effectiveness_auc:diagnosis)."""
+    from ldbench.errors import UserError
+    from ldbench.metrics.scores import METRICS
+
+    if spec == "all":
+        return list(records)
+    wanted = PAPER_METRICS if spec == "paper" else tuple(n.strip() for n in spec.split(",") if n.strip())
+    unknown = [n for n in wanted if n not in METRICS]
+    if unknown or not wanted:
+        raise UserError(f"--metrics {spec!r}: unknown metric {', '.join(unknown) or '(none given)'}; use paper, all, "
+                        f"or names from: {', '.join(sorted(METRICS))}")
+    chosen = [r for r in records if r["metric"].split(":", 1)[0] in wanted]
+    if not chosen:
+        present = sorted({r["metric"] for r in records})
+        raise UserError(f"--metrics {spec!r}: the results hold none of {', '.join(wanted)}; they hold "
+                        f"{', '.join(present)} (use --metrics all, or some of those names)")
+    return chosen
+
+
 def render(table: Table, fmt: str, with_ci: bool = True) -> str:
     if fmt == "markdown":
         lines = ["| method | drift | " + " | ".join(table.columns) + " |", "|" + "---|" * (len(table.columns) + 2)]

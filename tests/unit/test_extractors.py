@@ -175,12 +175,12 @@ def test_inception_weights_are_never_unpickled_with_code(tmp_path):
 # --- Inception: parity with torch-fidelity ------------------------------------------------------------
 
 
-def test_gray_to_uint8_rgb_reproduces_the_pixels_torch_fidelity_reads(png_sets, random_inception):
+def test_gray_to_uint8_reproduces_the_pixels_torch_fidelity_reads(png_sets, random_inception):
     for s in png_sets.values():
-        ours = random_inception._to_uint8_rgb(check_images(s["gray"]))
-        assert torch.equal(ours, s["rgb"])
+        ours = random_inception._to_uint8_gray(check_images(s["gray"]))
+        assert torch.equal(ours.expand(-1, 3, -1, -1), s["rgb"])
     u8 = np.arange(256, dtype=np.uint8)[None, None, :]
-    assert np.array_equal(random_inception._to_uint8_rgb(u8.astype(np.float32) / 255)[0, 0].numpy(), u8[0])
+    assert np.array_equal(random_inception._to_uint8_gray(u8.astype(np.float32) / 255)[0, 0].numpy(), u8[0])
 
 
 def test_fid_and_kid_agree_with_torch_fidelity_offline(png_sets, random_inception_weights, random_inception):

@@ -10,7 +10,6 @@ import torch
 
 from ldbench.errors import UserError
 from ldbench.metrics.extractors import (
-    _inception_trunk,
     clean_resize_299,
     create_extractor,
     write_random_inception_weights,
@@ -37,8 +36,20 @@ def test_inception_clean_resizes_like_clean_fid_and_is_batch_invariant(random_in
     rgb = u8[:, None].expand(-1, 3, -1, -1).contiguous()
     with torch.no_grad():
         (ref,) = plain._model(rgb)
-        mine = _inception_trunk(plain._model, rgb.to(torch.float32))
+        mine = plain._trunk(u8[:, None].to(torch.float32))
     torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [32, 64, 301])
+def test_inception_gray_path_equals_torch_fidelity_forward(random_inception_weights, size):
+    """The one-channel resize and stem give torch-fidelity's forward of the gray image repeated to RGB."""
+    plain = create_extractor("inception", weights_path=random_inception_weights, allow_unverified=True)
+    u8 = torch.from_numpy(np.rint(np.random.default_rng(size).random((2, size, size)) * 255).astype(np.uint8))
+    with torch.no_grad():
+        (ref,) = plain._model(u8[:, None].expand(-1, 3, -1, -1).contiguous())
+        mine = plain._pool3_of_gray(u8[:, None])
+    torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-5)
+    assert (ref - mine).abs().max() < 1e-4 * ref.abs().max()
 
 
 def test_clean_resize_matches_clean_fid():

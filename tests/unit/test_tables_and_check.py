@@ -62,3 +62,29 @@ def test_check_cli_exit_codes(tmp_path, capsys):
     assert "regressed" in capsys.readouterr().out
     assert main(["check", str(tmp_path / "nowhere"), "--baseline", str(tmp_path / "b.json")]) == 2
     assert main(["table", str(run), "--format", "csv"]) == 0
+
+
+def test_table_metrics_selection(tmp_path, capsys):
+    records = _records()
+    for r in list(records):
+        for metric, value in (("auc_synthetic", 0.8), ("source_ssim", 0.9)):
+            out = dict(r, metric=metric, value=value, ci95=[value - 0.05, value + 0.05])
+            if out not in records:
+                records.append(out)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"records": records}))
+    assert main(["table", str(run)]) == 0  # paper: FD, KD and the synthetic-trained AUC, not SSIM
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "FD [domain]" in header and "KD [domain]" in header and "AUC synthetic" in header
+    assert "SSIM" not in header
+    assert main(["table", str(run), "--metrics", "all"]) == 0
+    assert "SSIM vs source" in capsys.readouterr().out.splitlines()[0]
+    assert main(["table", str(run), "--metrics", "source_ssim"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "SSIM vs source" in header and "FD" not in header
+    assert main(["table", str(run), "--metrics", "fd,nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "nonsense" in err and "auc_synthetic" in err
+    assert main(["table", str(run), "--metrics", "fid"]) == 2
+    assert "hold none of fid" in capsys.readouterr().err
