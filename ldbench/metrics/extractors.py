@@ -214,7 +214,7 @@ class InceptionExtractor:
         _check_batch_size(batch_size)
         x = check_image_shape(images)
         out = np.empty((len(x), self.dim), dtype=np.float64)
-        with torch.no_grad():
+        with torch.inference_mode():
             for s in range(0, len(x), batch_size):
                 batch = self._to_uint8_gray(unit_range(x[s : s + batch_size])).to(self.device)
                 f = self._pool3_of_gray(batch)
@@ -295,7 +295,7 @@ class CleanInceptionExtractor(InceptionExtractor):
         _check_batch_size(batch_size)
         x = check_image_shape(images)
         out = np.empty((len(x), self.dim), dtype=np.float64)
-        with torch.no_grad():
+        with torch.inference_mode():
             for s in range(0, len(x), batch_size):
                 u8 = np.rint(unit_range(x[s : s + batch_size]) * 255.0).astype(np.uint8)
                 resized = np.stack([clean_resize_299(img) for img in u8])

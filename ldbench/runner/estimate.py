@@ -44,15 +44,18 @@ class Costs:
     generate_fixed: float = 1.5  # load the fine-tuned model, encode sources
     image_step: float = 0.0032  # one image × one sampling step, with classifier-free guidance (2 UNet passes)
     metrics: float = 2.2  # features, FD / KD with bootstrap CIs of one generated set
-    # The timm classifier (resnet18, 64×64): measured 44 s for 1 epoch and 66 s for 2 epochs of 420 images
-    # on the reference machine under a load average of 5, i.e. ~22 s fixed + 0.052 s per image-epoch;
-    # halved here for an unshared machine.
-    classifier_fixed: float = 11.0
-    classifier_image_epoch: float = 0.026
+    # The timm classifier at 64×64 with a val pass per epoch, unshared machine: resnet18 took 11.0 s for 3
+    # epochs of 420 images (~1 s fixed + 0.008 s per image-epoch); other models scale by CLASSIFIER_SPEED.
+    classifier_fixed: float = 1.0
+    classifier_image_epoch: float = 0.008
     counterfactual_fixed: float = 3.0  # SSIM / PSNR / L1 / CLD of one generated set
+    effectiveness: float = 0.3  # the oracles' predictions on one generated set, with bootstrap CIs
 
 
 DEFAULT_COSTS = Costs()
+# Time per image-epoch relative to resnet18, measured the same way (resnet10t: 7.9 s against 11.0 s for 3
+# epochs of 420 images); a model not listed is costed as resnet18.
+CLASSIFIER_SPEED = {"resnet18": 1.0, "resnet10t": 0.7}
 # Predictable attributes of an embedded dataset, each an oracle (effectiveness); text-to-image asks for all,
 # an edit for those it changes (costed as one).
 ORACLE_ATTRIBUTES = {"synth-brain": 2, "synth-cxr": 6}
@@ -143,10 +146,11 @@ def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
         once(("latents", ds), "latents", costs.latents)
     once(("base-model",), "base-model", _pretrain_seconds(suite.base_model, costs))
     ft_seconds = {m: _finetune_seconds(m, costs) for m in suite.methods}
-    epochs = classifier_options(ev).epochs
+    classifier = classifier_options(ev)
+    per_image_epoch = costs.classifier_image_epoch * CLASSIFIER_SPEED.get(classifier.model, 1.0)
 
     def train_seconds(n_images: int) -> float:
-        return costs.classifier_fixed + epochs * n_images * costs.classifier_image_epoch
+        return costs.classifier_fixed + classifier.epochs * n_images * per_image_epoch
     for cell in suite.cells():
         n_train, n_test = DATASET_SIZES.get(cell.dataset.name, DEFAULT_SIZE) if not cell.dataset.options \
             else DEFAULT_SIZE
@@ -167,8 +171,11 @@ def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
                 n_oracles = ORACLE_ATTRIBUTES.get(cell.dataset.name, 2) if editor == "text2img" else 1
                 for a in range(n_oracles):
                     once(("oracle", cell.dataset, a, cell.seed), "oracle", train_seconds(n_train))
-            axioms = 0.0 if editor == "text2img" else ev.axiom_items * (ev.null_edits + 2) * per_image
-            once(("counterfactual-metrics", gen), "counterfactual-metrics", costs.counterfactual_fixed + axioms)
+            seconds = costs.effectiveness if ev.effectiveness else 0.0
+            if ev.counterfactual:
+                axioms = 0.0 if editor == "text2img" else ev.axiom_items * (ev.null_edits + 2) * per_image
+                seconds += costs.counterfactual_fixed + axioms
+            once(("counterfactual-metrics", gen), "counterfactual-metrics", seconds)
         if ev.utility:
             gen_train = ("generate", model, cell.editor, sampling_drift(cell.drift), cell.seed, "train")
             once(gen_train, "generate", costs.generate_fixed + n_train * per_image)

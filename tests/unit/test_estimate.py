@@ -66,7 +66,7 @@ def test_counterfactual_evaluation_adds_its_stages():
 def test_ci_suite_fits_the_20_minute_budget_and_full_is_much_bigger():
     ci, full = _est(suite="ci"), _est(suite="full")
     assert ci.seconds < 20 * 60
-    assert full.seconds > 10 * ci.seconds
+    assert full.seconds > 3 * ci.seconds
 
 
 def test_bad_method_option_is_a_user_error():

@@ -161,3 +161,20 @@ def test_report_without_sweep_or_roc_says_so():
     assert "No dataset · method · editor with records at two or more δ values." in html
     assert "No AUC metric in this suite" in html
     assert "No pair of cells with and without Latent Drifting" in html and 'id="summary-table"' not in html
+
+
+def test_long_sections_start_folded_short_ones_open(monkeypatch):
+    import ldbench.report.html as report_html
+
+    html = render_report(report_inputs())
+    samples = html.split('<section id="samples">')[1].split("</section>")[0]
+    assert "<details open><summary>4 figures</summary>" in samples  # the small report: everything open
+    monkeypatch.setattr(report_html, "FOLD_FIGURES", 3)
+    monkeypatch.setattr(report_html, "FOLD_ROWS", 5)
+    html = render_report(report_inputs())
+    samples = html.split('<section id="samples">')[1].split("</section>")[0]
+    metrics = html.split('<section id="metrics">')[1].split("</section>")[0]
+    assert "<details><summary>4 figures</summary>" in samples and samples.count("<img ") == 4
+    assert "<details><summary>24 rows, one per cell and metric</summary>" in metrics
+    summary = html.split('<section id="summary">')[1].split("</section>")[0]
+    assert "<details" not in summary  # the summary is never folded
