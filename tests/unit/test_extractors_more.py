@@ -34,8 +34,12 @@ def test_inception_clean_resizes_like_clean_fid_and_is_batch_invariant(random_in
     # at 299 x 299 no resize happens: the trunk equals torch-fidelity's own forward
     u8 = torch.from_numpy(np.rint(np.random.default_rng(1).random((1, 299, 299)) * 255).astype(np.uint8))
     rgb = u8[:, None].expand(-1, 3, -1, -1).contiguous()
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    theirs = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                         feature_extractor_weights_path=str(random_inception_weights)).eval()
     with torch.no_grad():
-        (ref,) = plain._model(rgb)
+        (ref,) = theirs(rgb)
         mine = plain._trunk(u8[:, None].to(torch.float32))
     torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-5)
 
@@ -43,10 +47,15 @@ def test_inception_clean_resizes_like_clean_fid_and_is_batch_invariant(random_in
 @pytest.mark.parametrize("size", [32, 64, 301])
 def test_inception_gray_path_equals_torch_fidelity_forward(random_inception_weights, size):
     """The one-channel resize and stem give torch-fidelity's forward of the gray image repeated to RGB."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
     plain = create_extractor("inception", weights_path=random_inception_weights, allow_unverified=True)
+    # a fresh torch-fidelity model from the same (test-made) file: no folded BatchNorm, no channels_last
+    theirs = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                         feature_extractor_weights_path=str(random_inception_weights)).eval()
     u8 = torch.from_numpy(np.rint(np.random.default_rng(size).random((2, size, size)) * 255).astype(np.uint8))
     with torch.no_grad():
-        (ref,) = plain._model(u8[:, None].expand(-1, 3, -1, -1).contiguous())
+        (ref,) = theirs(u8[:, None].expand(-1, 3, -1, -1).contiguous())
         mine = plain._pool3_of_gray(u8[:, None])
     torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-5)
     assert (ref - mine).abs().max() < 1e-4 * ref.abs().max()
