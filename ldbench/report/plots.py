@@ -52,10 +52,11 @@ def sample_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str]) ->
     for r, (label, images) in enumerate(rows):
         for c, img in enumerate(images):
             ax = axes[r][c]
+            # nearest: the pixels as generated, not smoothed by the upscale (and a third of the PNG's size)
             if columns[c].startswith("difference"):
-                ax.imshow(img, cmap="RdBu_r", vmin=-0.5, vmax=0.5)
+                ax.imshow(img, cmap="RdBu_r", vmin=-0.5, vmax=0.5, interpolation="nearest")
             else:
-                ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+                ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -78,11 +78,17 @@ def build_table(records: list[dict]) -> Table:
             cells.append(Cell(means[col][row], ci, len(recs), means[col][row] == best[col], fmt))
         out_rows.append((row[0], row[1], cells))
     headers = [f"{ds} · {ed} · {display_name(m, s['extractors'][m])}" for ds, ed, m in columns]
-    extractors = sorted(set(s["extractors"].values()))
     realism = any(group_of(m) == "realism" for _, _, m in columns)
+    extractors = sorted({s["extractors"][m] for _, _, m in columns if not realism or group_of(m) == "realism"})
     if realism:
-        caption = (f"Features: {', '.join(extractors)}. Best per column in bold (lower is better for distances); "
+        caption = (f"Features: {', '.join(extractors)}. Best per column in bold (direction from each metric); "
                    "brackets: bootstrap 95% CI over the generated set.")
+        classifiers = sorted({r["details"]["classifier"] for r in records
+                              if group_of(r["metric"]) == "utility" and r.get("details", {}).get("classifier")})
+        if classifiers:
+            caption += (f" AUC: timm {', '.join(classifiers)} trained as the column says (generated images carry the "
+                        "attribute they were generated or edited to have) and tested on the real test split; CI "
+                        "stratified.")
     else:
         caption = (f"Computed on: {', '.join(extractors)}. Best per column in bold (direction from each metric); "
                    "brackets: bootstrap 95% CI (items resampled; AUCs stratified).")

@@ -68,7 +68,8 @@ def test_table_metrics_selection(tmp_path, capsys):
     records = _records()
     for r in list(records):
         for metric, value in (("auc_synthetic", 0.8), ("source_ssim", 0.9)):
-            out = dict(r, metric=metric, value=value, ci95=[value - 0.05, value + 0.05])
+            out = dict(r, metric=metric, value=value, ci95=[value - 0.05, value + 0.05],
+                       details={"classifier": "resnet10t"} if metric == "auc_synthetic" else {})
             if out not in records:
                 records.append(out)
     run = tmp_path / "run"
@@ -78,6 +79,8 @@ def test_table_metrics_selection(tmp_path, capsys):
     header = capsys.readouterr().out.splitlines()[0]
     assert "FD [domain]" in header and "KD [domain]" in header and "AUC synthetic" in header
     assert "SSIM" not in header
+    assert main(["table", str(run)]) == 0
+    assert "Features: domain." in (out := capsys.readouterr().out) and "timm resnet10t" in out
     assert main(["table", str(run), "--metrics", "all"]) == 0
     assert "SSIM vs source" in capsys.readouterr().out.splitlines()[0]
     assert main(["table", str(run), "--metrics", "source_ssim"]) == 0
