@@ -8,12 +8,14 @@ store's cache keys: the dataset and base model once, a fine-tune per (dataset, m
 seed) — cells that differ only in editor or in the sampling placement share it, and every δ = 0 drift is
 the same no-LD fine-tune — and a generation per (fine-tune, editor, *sampling* drift, seed, split).
 
-Calibration (`Costs` defaults), from a cold run of the smoke suite on the reference machine: 207 s =
+Calibration (`Costs` defaults), from cold runs on the reference machine. The smoke suite: 207 s =
 dataset 4 + base-model pretraining 94 (vae_steps 400 + unet_steps 500 at batch 16) + two fine-tunes of 250
 steps at batch 16 (32 s and 28 s: ~0.12 s per step) + four generations of 120 images (sdedit, strength 0.6
 of 20 DDIM steps → 12 steps: ~6 s; text2img, 20 steps: ~9 s; ≈ 1.5 s + 3.2 ms per image-step with
 classifier-free guidance) + four metrics stages (~2.2 s each). The counterfactual-evaluation constants
-(classifier training, axiom edits) are scaled from those figures and are rougher. The estimate assumes the
+(classifier training, axiom edits) are scaled from those figures and are rougher. The full suite (140
+cells, 1 h 14 min measured) set the per-image generation cost at few sampling steps, the metrics stage
+(0.4 s) and the classifier costs (resnet10t, 2 epochs: 8.4 s per AUC-protocol stage). The estimate assumes the
 machine is not shared; on a loaded one, multiply.
 """
 
@@ -43,7 +45,8 @@ class Costs:
     finetune_step: float = 0.12  # one fine-tuning step at batch 16 (UNet forward + backward)
     generate_fixed: float = 1.5  # load the fine-tuned model, encode sources
     image_step: float = 0.0032  # one image × one sampling step, with classifier-free guidance (2 UNet passes)
-    metrics: float = 2.2  # features, FD / KD with bootstrap CIs of one generated set
+    image: float = 0.01  # one image's autoencoder encode / decode and bookkeeping, whatever the step count
+    metrics: float = 0.5  # features, FD / KD with bootstrap CIs of one generated set
     # The timm classifier at 64×64 with a val pass per epoch, unshared machine: resnet18 took 11.0 s for 3
     # epochs of 420 images (~1 s fixed + 0.008 s per image-epoch); other models scale by CLASSIFIER_SPEED.
     classifier_fixed: float = 1.0
@@ -162,7 +165,7 @@ def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
         if editor == "instruct":  # its own image-conditioned UNet, trained from the fine-tune (batch 16)
             model = ("editor-model", ft, cell.editor)
             once(model, "editor-model", costs.finetune_fixed + costs.finetune_step * opts.instruct_steps)
-        per_image = _sampling_steps(editor, opts) * costs.image_step
+        per_image = _sampling_steps(editor, opts) * costs.image_step + costs.image
         gen = ("generate", model, cell.editor, sampling_drift(cell.drift), cell.seed, "test")
         once(gen, "generate", costs.generate_fixed + n_test * per_image)
         once(("metrics", gen), "metrics", costs.metrics)

@@ -10,6 +10,7 @@ from ldbench.errors import UserError
 from ldbench.runner.estimate import estimate_suite, format_duration
 
 SMOKE_COLD_SECONDS = 207.0  # measured: cold smoke run on 2 CPU cores (pretraining included)
+FULL_COLD_SECONDS = 4464.0  # measured: cold full run on 2 CPU cores, 1 h 14 min 24 s wall
 
 
 def _est(*overrides: str, suite: str = "smoke"):
@@ -21,6 +22,15 @@ def test_smoke_estimate_is_within_40_percent_of_the_measured_run():
     assert 0.6 * SMOKE_COLD_SECONDS <= est.seconds <= 1.4 * SMOKE_COLD_SECONDS, est.seconds_by_stage
     # the measured run built exactly these (events.jsonl, reference stats shipped for synth-brain)
     assert est.counts == {"dataset": 1, "latents": 1, "base-model": 1, "finetune": 2, "generate": 4, "metrics": 4}
+
+
+def test_full_estimate_is_within_25_percent_of_the_measured_run():
+    est = _est(suite="full")
+    assert 0.75 * FULL_COLD_SECONDS <= est.seconds <= 1.25 * FULL_COLD_SECONDS, est.seconds_by_stage
+    # the measured run's events.jsonl: these stages computed (the synth-brain reference statistics shipped)
+    assert est.counts == {"dataset": 2, "latents": 2, "reference-stats": 1, "base-model": 1, "finetune": 80,
+                          "generate": 280, "metrics": 140, "oracle": 4, "counterfactual-metrics": 140,
+                          "classifier": 4, "utility": 140}
 
 
 def test_monotone_in_training_and_sampling_steps():
