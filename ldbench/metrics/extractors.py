@@ -174,8 +174,6 @@ class InceptionExtractor:
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise UserError(f"{path}: not torch-fidelity Inception-v3 weights ({first})") from None
-        # channels_last: oneDNN's convolutions run about 1.5x faster on CPU in this layout (measured with
-        # benchmarks/perf/bench_fid.py); features agree with torch-fidelity's own layout to ~1e-6 relative.
         model.eval()
         # Gray input is the same image in R, G and B. The resize acts per channel, and a convolution of three
         # equal channels is one convolution with its weights summed over them, so the resize and the stem
