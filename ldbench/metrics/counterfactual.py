@@ -21,6 +21,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from ldbench.errors import UserError
+from ldbench.metrics.math import finite_array
 
 if TYPE_CHECKING:  # torch is imported only when LPIPS is actually used
     import torch
@@ -51,11 +52,7 @@ LPIPS_SKIPPED = "LPIPS skipped: no weights given (set evaluation.lpips_backbone 
 
 
 def _as_images(x: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 3:
-        raise ValueError(f"{what} must be grayscale images of shape (N, H, W), got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what} contain NaN or infinite values")
+    a = finite_array(x, what, 3, "grayscale images of shape (N, H, W)")
     if a.size and (a.min() < 0.0 or a.max() > 1.0):
         raise ValueError(f"{what} must lie in [0, 1], got range [{a.min():.4g}, {a.max():.4g}]")
     return a
@@ -117,12 +114,7 @@ def reversibility(original: np.ndarray, round_trip: np.ndarray) -> np.ndarray:
 
 
 def _as_latents(z: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(z, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"{what} must be 2-D (n, d), got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what} contain NaN or infinite values")
-    return a
+    return finite_array(z, what, 2, "2-D (n, d)")
 
 
 def _as_attr(attr: np.ndarray, n: int, what: str) -> np.ndarray:

@@ -22,6 +22,7 @@ from ldbench.errors import UserError
 __all__ = [
     "RunningMoments",
     "bootstrap_ci",
+    "finite_array",
     "frechet_distance",
     "frechet_distance_from_features",
     "gaussian_stats",
@@ -32,13 +33,18 @@ __all__ = [
 ]
 
 
-def _as_features(features: np.ndarray, what: str = "features") -> np.ndarray:
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2:
-        raise ValueError(f"{what} must be 2-D (n, d), got shape {f.shape}")
-    if not np.all(np.isfinite(f)):
+def finite_array(x: np.ndarray, what: str, ndim: int, shape_text: str) -> np.ndarray:
+    """`x` as float64, checked to have `ndim` dimensions and only finite values (a ValueError naming `what`)."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != ndim:
+        raise ValueError(f"{what} must be {shape_text}, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
         raise ValueError(f"{what} contain NaN or infinite values")
-    return f
+    return a
+
+
+def _as_features(features: np.ndarray, what: str = "features") -> np.ndarray:
+    return finite_array(features, what, 2, "2-D (n, d)")
 
 
 class RunningMoments:

@@ -31,6 +31,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from ldbench.errors import UserError
+from ldbench.metrics.math import finite_array
 
 __all__ = [
     "auc_with_ci",
@@ -63,12 +64,7 @@ def _check_n_boot(n_boot: int, minimum: int) -> int:
 
 
 def _as_vector(x: np.ndarray, what: str) -> np.ndarray:
-    v = np.asarray(x, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"{what} must be 1-D, got shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{what} contain NaN or infinite values")
-    return v
+    return finite_array(x, what, 1, "1-D")
 
 
 def _as_labels(y_true: np.ndarray) -> np.ndarray:
