@@ -274,25 +274,21 @@ def kernel_inception_distance(
         mmds = _subset_mmds_from_full_kernels(a, b, picks)
     else:
         mmds = np.array([_mmd2_unbiased(_poly_kernel(a[ia], a[ia]), _poly_kernel(a[ia], b[ib]), _poly_kernel(b[ib], b[ib]))
-                         for ia, ib in picks[0]])
+                         for ia, ib in picks])
     return float(np.mean(mmds)), float(np.std(mmds))
 
 
 @functools.lru_cache(maxsize=16)
 def _kid_subsets(seed: int, n_a: int, n_b: int, subset_size: int, n_subsets: int) -> tuple:
-    """The subsets torch-fidelity draws (index pairs) and their 0/1 indicator matrices. Cached: a bootstrap
-    calls KID hundreds of times with the same seed and sizes, and drawing them is most of a small KID's time."""
+    """The (index into a, index into b) subset pairs torch-fidelity draws. Cached: a bootstrap calls KID
+    hundreds of times with the same seed and sizes, and drawing them is most of a small KID's time."""
     rng = np.random.RandomState(seed)
-    pairs = [(rng.choice(n_a, subset_size, replace=False), rng.choice(n_b, subset_size, replace=False))
-             for _ in range(n_subsets)]
-    s_a = np.zeros((n_subsets, n_a))
-    s_b = np.zeros((n_subsets, n_b))
-    for row, (ia, ib) in enumerate(pairs):
-        s_a[row, ia] = 1.0
-        s_b[row, ib] = 1.0
-    for arr in (s_a, s_b):
-        arr.setflags(write=False)
-    return pairs, s_a, s_b
+    pairs = tuple((rng.choice(n_a, subset_size, replace=False), rng.choice(n_b, subset_size, replace=False))
+                  for _ in range(n_subsets))
+    for ia, ib in pairs:
+        ia.setflags(write=False)
+        ib.setflags(write=False)
+    return pairs
 
 
 # Small sets (the medical test splits, and every bootstrap resample of them): when the kernel matrices of
@@ -305,8 +301,12 @@ _FULL_KERNEL_MAX_ENTRIES = 4_000_000
 def _subset_mmds_from_full_kernels(a: np.ndarray, b: np.ndarray, picks: tuple) -> np.ndarray:
     # With s the 0/1 indicator of a subset (no repeats: drawn without replacement), the sum of a kernel's
     # subset block is s K s^T, so all subsets' block sums are the row sums of (S K) * S.
-    pairs, s_a, s_b = picks
-    m = len(pairs[0][0])
+    m = len(picks[0][0])
+    s_a = np.zeros((len(picks), len(a)))
+    s_b = np.zeros((len(picks), len(b)))
+    for row, (ia, ib) in enumerate(picks):
+        s_a[row, ia] = 1.0
+        s_b[row, ib] = 1.0
     k_aa, k_ab, k_bb = _poly_kernel(a, a), _poly_kernel(a, b), _poly_kernel(b, b)
     off_xx = ((s_a @ k_aa) * s_a).sum(axis=1) - s_a @ np.diag(k_aa)
     off_yy = ((s_b @ k_bb) * s_b).sum(axis=1) - s_b @ np.diag(k_bb)
