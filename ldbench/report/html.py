@@ -9,9 +9,9 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ldbench.drift import Drift
-from ldbench.metrics.scores import display_name, metric_info
+from ldbench.metrics.scores import display_name, is_floor, metric_info
 from ldbench.report import plots
-from ldbench.report.tables import effects_rows, summarize
+from ldbench.report.tables import effects_rows, row_order, summarize
 
 
 def _data_uri(png: bytes) -> str:
@@ -20,14 +20,18 @@ def _data_uri(png: bytes) -> str:
 
 def _metric_rows(records: list[dict]) -> list[dict]:
     s = summarize(records)
-    rows = []
+    rows, floors_shown = [], set()
     for (dataset, editor, metric), by_row in sorted(s["cells"].items()):
         info = metric_info(metric)
-        for (method, label), recs in sorted(by_row.items(), key=lambda kv: (kv[0][0], kv[0][1] != "no LD")):
+        for (method, label), recs in sorted(by_row.items(), key=lambda kv: row_order(kv[0])):
             r = recs[0]
+            if is_floor(r):  # summarize puts the floor in every editor's column: list it once
+                if (dataset, metric) in floors_shown:
+                    continue
+                floors_shown.add((dataset, metric))
             fmt = info.fmt if info else "{:.4g}"
             rows.append({
-                "dataset": dataset, "editor": editor, "metric": display_name(metric, r["extractor"]),
+                "dataset": dataset, "editor": r["editor"], "metric": display_name(metric, r["extractor"]),
                 "method": method, "drift": label, "seed": r["seed"], "value": fmt.format(r["value"]),
                 "ci": f"[{fmt.format(r['ci95'][0])}, {fmt.format(r['ci95'][1])}]" if r.get("ci95") else "—",
                 "n": r["n"], "extractor": r["extractor"],
@@ -98,7 +102,11 @@ def _summary_rows(records: list[dict], effects: list[dict]) -> list[dict]:
     with CIs and a one-word verdict from the LD-effect tests, aggregated over seeds. The effects table
     below keeps the per-seed detail (differences, p-values, tests); this one is for reading at a glance."""
     by_key: dict = {}
+    floor: dict = {}
     for r in records:
+        if is_floor(r):
+            floor.setdefault((r["dataset"], r["metric"]), []).append(r)
+            continue
         drift = Drift(**r["drift"])
         by_key.setdefault((r["dataset"], r["editor"], r["metric"], r["method"]), {}).setdefault(
             drift.label, []).append(r)
@@ -130,6 +138,7 @@ def _summary_rows(records: list[dict], effects: list[dict]) -> list[dict]:
             rows.append({
                 "dataset": dataset, "editor": editor, "metric": display_name(metric, recs[0]["extractor"]),
                 "direction": "" if info is None else ("↑" if info.higher_is_better else "↓"),
+                "floor": _value_text(floor[(dataset, metric)]) if (dataset, metric) in floor else "—",
                 "method": method, "drift": label, "no_ld": _value_text(base), "ld": _value_text(recs),
                 "verdict": verdict, "significant": bool(significant),
             })

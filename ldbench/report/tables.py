@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldbench.drift import Drift
-from ldbench.metrics.scores import display_name, metric_info
+from ldbench.metrics.scores import FLOOR_EDITOR, FLOOR_METHOD, display_name, is_floor, metric_info
 
 FORMATS = ("markdown", "latex", "csv")
 
@@ -45,26 +45,44 @@ class Table:
     caption: str
 
 
+FLOOR_ROW = (FLOOR_METHOD, FLOOR_EDITOR)  # the real held-out floor's row (ldbench.runner.floor), first in every table
+
+
 def summarize(records: list[dict]) -> dict:
-    """(dataset, editor, metric) -> (method, drift label) -> records (one per seed)."""
+    """(dataset, editor, metric) -> (method, drift label) -> records (one per seed). The real held-out floor
+    (method `real`, editor `held-out`) is put in every editor's column of its dataset and metric, so it is
+    the first row of every realism table."""
     cells: dict = defaultdict(lambda: defaultdict(list))
     extractors = {}
+    floor = [r for r in records if is_floor(r)]
     for r in records:
-        cells[(r["dataset"], r["editor"], r["metric"])][(r["method"], Drift(**r["drift"]).label)].append(r)
+        if not is_floor(r):
+            cells[(r["dataset"], r["editor"], r["metric"])][(r["method"], Drift(**r["drift"]).label)].append(r)
+            extractors[r["metric"]] = r["extractor"]
+    for r in floor:
+        columns = [c for c in cells if c[0] == r["dataset"] and c[2] == r["metric"]]
+        for column in columns or [(r["dataset"], r["editor"], r["metric"])]:
+            cells[column][FLOOR_ROW].append(r)
         extractors[r["metric"]] = r["extractor"]
     return {"cells": cells, "extractors": extractors}
+
+
+def row_order(row: tuple[str, str]) -> tuple:
+    """The floor first, then per method no LD before the LD settings."""
+    return (row != FLOOR_ROW, row[0], row[1] != "no LD", row[1])
 
 
 def build_table(records: list[dict]) -> Table:
     s = summarize(records)
     columns = sorted(s["cells"])
-    rows = sorted({row for col in columns for row in s["cells"][col]}, key=lambda r: (r[0], r[1] != "no LD", r[1]))
+    rows = sorted({row for col in columns for row in s["cells"][col]}, key=row_order)
     means = {col: {row: float(np.mean([r["value"] for r in recs])) for row, recs in s["cells"][col].items()}
              for col in columns}
     best = {}
     for col in columns:
         info = metric_info(col[2])
-        best[col] = (max if info and info.higher_is_better else min)(means[col].values())
+        generated = [v for row, v in means[col].items() if row != FLOOR_ROW]  # the floor is no contender
+        best[col] = (max if info and info.higher_is_better else min)(generated) if generated else None
     out_rows = []
     for row in rows:
         cells = []
@@ -83,6 +101,10 @@ def build_table(records: list[dict]) -> Table:
     if realism:
         caption = (f"Features: {', '.join(extractors)}. Best per column in bold (direction from each metric); "
                    "brackets: bootstrap 95% CI over the generated set.")
+        if any(FLOOR_ROW in s["cells"][col] for col in columns):
+            caption += (" First row (real · held-out): real images of the dataset that are neither in the reference "
+                        "split nor used for fine-tuning, as many as a generated set holds, scored the same way: the "
+                        "floor a generated set's number is read against.")
         classifiers = sorted({r["details"]["classifier"] for r in records
                               if group_of(r["metric"]) == "utility" and r.get("details", {}).get("classifier")})
         if classifiers:

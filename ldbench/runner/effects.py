@@ -33,9 +33,9 @@ class CellEvidence:
     drift: Drift
     records: list[dict]
     items: dict[str, np.ndarray]  # "mean__<metric>", "auc_y__<metric>", "auc_score__<metric>"
-    features: np.ndarray | None  # generated-set features of the realism metrics
+    features: dict[str, np.ndarray]  # extractor name -> generated-set features of the realism metrics
     pairing: str  # equal for two cells whose i-th outputs come from the same source and target
-    stats: object = None  # the reference statistics the realism metrics used
+    stats: dict = None  # extractor name -> the reference statistics the realism metrics used
 
 
 def _set_statistic(metric: str, record: dict, stats, evaluation: Evaluation, seed: int
@@ -64,11 +64,11 @@ def compare_cells(ld: CellEvidence, base: CellEvidence, evaluation: Evaluation) 
 
     seed, B = ld.seed, evaluation.bootstrap
     paired = ld.pairing == base.pairing
-    base_records = {r["metric"]: r for r in base.records}
+    base_records = {(r["metric"], r["extractor"]): r for r in base.records}
     out = []
     for rec in ld.records:
-        metric = rec["metric"]
-        other = base_records.get(metric)
+        metric, extractor = rec["metric"], rec["extractor"]
+        other = base_records.get((metric, extractor))
         if other is None:
             continue
         result = None
@@ -88,10 +88,10 @@ def compare_cells(ld: CellEvidence, base: CellEvidence, evaluation: Evaluation) 
             same = paired and len(a) == len(b)
             result = paired_bootstrap_difference(lambda i, a=a: float(a[i].mean()), lambda i, b=b: float(b[i].mean()),
                                                  len(a), B, seed, n_b=None if same else len(b))
-        elif ld.features is not None and base.features is not None:
-            stat = _set_statistic(metric, rec, ld.stats, evaluation, seed)
+        elif extractor in ld.features and extractor in base.features:
+            stat = _set_statistic(metric, rec, ld.stats[extractor], evaluation, seed)
             if stat is not None:
-                fa, fb = ld.features, base.features
+                fa, fb = ld.features[extractor], base.features[extractor]
                 same = paired and len(fa) == len(fb)
                 result = paired_bootstrap_difference(lambda i, s=stat, f=fa: s(f[i]), lambda i, s=stat, f=fb: s(f[i]),
                                                      len(fa), B, seed,

@@ -46,7 +46,8 @@ class Costs:
     generate_fixed: float = 1.5  # load the fine-tuned model, encode sources
     image_step: float = 0.0032  # one image × one sampling step, with classifier-free guidance (2 UNet passes)
     image: float = 0.01  # one image's autoencoder encode / decode and bookkeeping, whatever the step count
-    metrics: float = 0.5  # features, FD / KD with bootstrap CIs of one generated set
+    metrics: float = 0.5  # features, FD / KD with bootstrap CIs of one generated set (domain extractor)
+    inception_image: float = 0.08  # Inception-v3 pool3 features of one image at 299 px (torch-fidelity network)
     # The timm classifier at 64×64 with a val pass per epoch, unshared machine: resnet18 took 11.0 s for 3
     # epochs of 420 images (~1 s fixed + 0.008 s per image-epoch); other models scale by CLASSIFIER_SPEED.
     classifier_fixed: float = 1.0
@@ -56,6 +57,8 @@ class Costs:
 
 
 DEFAULT_COSTS = Costs()
+# Datasets whose test-split reference statistics ship in reference_stats/ for the default extractors.
+SHIPPED_STATS = ("synth-brain", "synth-cxr")
 # Time per image-epoch relative to resnet18, measured the same way (resnet10t: 7.9 s against 11.0 s for 3
 # epochs of 420 images); a model not listed is costed as resnet18.
 CLASSIFIER_SPEED = {"resnet18": 1.0, "resnet10t": 0.7}
@@ -142,10 +145,18 @@ def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
             seen.add(key)
             est.add(stage, seconds)
 
+    def features_seconds(extractor: str, n_images: int) -> float:  # one set scored on one extractor
+        return costs.metrics + (n_images * costs.inception_image if extractor.startswith("inception") else 0.0)
+
     for ds in suite.datasets:
         once(("dataset", ds), "dataset", costs.dataset)
-        if not (ds.name == "synth-brain" and not ds.options and ev.extractor == "domain"):
-            once(("reference-stats", ds), "reference-stats", costs.reference_stats)  # only synth-brain's is shipped
+        n_test = (DATASET_SIZES.get(ds.name, DEFAULT_SIZE) if not ds.options else DEFAULT_SIZE)[1]
+        for name in ev.extractors:
+            if ds.name not in SHIPPED_STATS or ds.options:
+                once(("reference-stats", ds, name), "reference-stats",
+                     costs.reference_stats + features_seconds(name, n_test))
+            for seed in suite.seeds:  # the real held-out floor (ldbench.runner.floor)
+                once(("heldout-metrics", ds, name, seed), "heldout-metrics", features_seconds(name, n_test))
         once(("latents", ds), "latents", costs.latents)
     once(("base-model",), "base-model", _pretrain_seconds(suite.base_model, costs))
     ft_seconds = {m: _finetune_seconds(m, costs) for m in suite.methods}
@@ -168,7 +179,8 @@ def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
         per_image = _sampling_steps(editor, opts) * costs.image_step + costs.image
         gen = ("generate", model, cell.editor, sampling_drift(cell.drift), cell.seed, "test")
         once(gen, "generate", costs.generate_fixed + n_test * per_image)
-        once(("metrics", gen), "metrics", costs.metrics)
+        for name in ev.extractors:
+            once(("metrics", gen, name), "metrics", features_seconds(name, n_test))
         if ev.counterfactual or ev.effectiveness:
             if ev.effectiveness:
                 n_oracles = ORACLE_ATTRIBUTES.get(cell.dataset.name, 2) if editor == "text2img" else 1

@@ -50,16 +50,27 @@ class RunResult:
     store_events: list[dict]
 
 
-def make_extractor(suite: Suite, opts: RunOptions):
+def make_extractors(suite: Suite, opts: RunOptions) -> dict:
+    """Every extractor of the suite's realism metrics, by name (missing weights fail here, before any work)."""
     from ldbench.metrics.extractors import create_extractor
 
-    options = dict(suite.evaluation.extractor_options)
-    if suite.evaluation.extractor.startswith("inception"):
-        if opts.inception_weights:
-            options["weights_path"] = opts.inception_weights
-        if opts.allow_unverified_weights:
-            options["allow_unverified"] = True
-    return create_extractor(suite.evaluation.extractor, **options)
+    out = {}
+    for name in suite.evaluation.extractors:
+        options = dict(suite.evaluation.extractor_options.get(name, {}))
+        if name.startswith("inception"):
+            if opts.inception_weights:
+                options["weights_path"] = opts.inception_weights
+            if opts.allow_unverified_weights:
+                options["allow_unverified"] = True
+        out[name] = create_extractor(name, **options)
+    return out
+
+
+def _extractors_key(suite: Suite, opts: RunOptions) -> str:
+    """Everything that changes an extractor: names, options, the weights path and the unverified switch."""
+    ev = suite.evaluation
+    return json.dumps([ev.extractors, ev.extractor_options, opts.inception_weights, opts.allow_unverified_weights],
+                      sort_keys=True, default=str)
 
 
 def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
@@ -69,7 +80,7 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
     store = Store(opts.cache_dir, read_only=opts.require_cached)
     ctx = stages.Context(store=store, quiet=opts.quiet)
     base_spec = Component("diffusers", {"path": opts.base_model}) if opts.base_model else suite.base_model
-    extractor = make_extractor(suite, opts)  # fails early (missing weights) before any training
+    extractors = make_extractors(suite, opts)  # fails early (missing weights) before any training
     cells = suite.cells()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     with open(opts.out_dir / "events.jsonl", "a") as events:
@@ -82,7 +93,7 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
         if not opts.quiet:
             console.print(f"[bold]ldbench[/bold] suite [cyan]{suite.name}[/cyan]: {len(cells)} cells, "
                           f"cache {opts.cache_dir}")
-        records = _run(suite, opts, ctx, base_spec, extractor, log)
+        records = _run(suite, opts, ctx, base_spec, extractors, log)
         seconds = time.perf_counter() - start
         log("end", seconds=round(seconds, 2), built=sum(not e["cached"] for e in store.events))
     return RunResult(records, opts.out_dir, seconds, store.events)
@@ -92,7 +103,7 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
 class Shared:
     """What every cell needs, built once by the driver before any cell runs (so workers only read it)."""
 
-    datasets: dict  # dataset Component -> (Dataset, dataset artifact, reference stats, stats source)
+    datasets: dict  # dataset Component -> (Dataset, dataset artifact, {extractor: (reference stats, source)})
     base: Artifact
     latents: dict  # dataset Component -> latents artifact (the test split's autoencoder latents)
     env: dict
@@ -107,7 +118,7 @@ class CellOutput:
     store_events: list[dict]
 
 
-def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extractor, log) -> list[dict]:
+def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extractors: dict, log) -> list[dict]:
     import torch
 
     from ldbench.runner.executors import create_executor
@@ -129,16 +140,20 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
                 f"evaluation.kid_subset_size={ev.kid_subset_size} is larger than the {art.meta['n_test']} test images "
                 f"of {ds.name}; set it explicitly, e.g. --set evaluation.kid_subset_size={art.meta['n_test']}"
             )
-        stats, stats_source = stages.reference_stats_stage(ctx, ds, art, ev.reference_split, extractor, ev.batch_size)
-        log("reference-stats", dataset=ds.name, **stats_source)
-        datasets[spec] = (ds, art, stats, stats_source)
+        references = {}
+        for name, extractor in extractors.items():
+            references[name] = stages.reference_stats_stage(ctx, ds, art, ev.reference_split, extractor,
+                                                            ev.batch_size)
+            log("reference-stats", dataset=ds.name, extractor=name, **references[name][1])
+        datasets[spec] = (ds, art, references)
     base = stages.base_model_stage(ctx, base_spec)
     log_stage()
     latents = {}
-    for spec, (_, art, _, _) in datasets.items():
+    for spec, (_, art, _) in datasets.items():
         latents[spec] = stages.latents_stage(ctx, art, base)
         log_stage()
     shared = Shared(datasets, base, latents, environment(), torch.get_num_threads())
+    floor = _floor(suite, ctx, shared, extractors, log_stage)
 
     cells = suite.cells()
     log("executor", name=opts.executor, **{k: str(v) for k, v in opts.executor_options.items()})
@@ -165,10 +180,10 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
 
     worker_opts = dataclasses.replace(opts, quiet=opts.quiet or not executor.in_process)
     jobs = [(suite, worker_opts, shared, cell) for cell in cells]
-    in_process = {"ctx": ctx, "log_stage": log_stage, "extractor": extractor} if executor.in_process else {}
+    in_process = {"ctx": ctx, "log_stage": log_stage, "extractors": extractors} if executor.in_process else {}
     outputs: list[CellOutput] = executor.map(run_cell, jobs, on_start=on_start, on_done=on_done, **in_process)
 
-    records = [r for out in outputs for r in out.records]
+    records = floor + [r for out in outputs for r in out.records]
     evidence = [out.evidence for out in outputs]
     generated = [out.generated for out in outputs]
     effects = ld_effects(evidence, ev) if ev.significance else []
@@ -180,15 +195,34 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
     return records
 
 
+def _floor(suite: Suite, ctx: stages.Context, shared: Shared, extractors: dict, log_stage) -> list[dict]:
+    """The real held-out floor of every dataset × extractor × seed (ldbench.runner.floor)."""
+    from ldbench.runner.floor import FLOOR_SPLIT, floor_records, heldout_metrics_stage
+
+    records = []
+    for spec, (ds, data_art, references) in shared.datasets.items():
+        for name, extractor in extractors.items():
+            for seed in suite.seeds:
+                art = heldout_metrics_stage(ctx, data_art, references[name], extractor, suite.evaluation, seed,
+                                            int(data_art.meta["n_test"]))
+                log_stage()
+                provenance = {"suite": suite.name, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
+                              "resolved_config": suite.to_dict(), "seeds": {"bootstrap": seed, "kid_subsets": seed},
+                              "reference_stats": references[name][1], "extractor": extractor.describe(),
+                              "environment": shared.env, "torch_threads": shared.threads}
+                records += floor_records(ds.name, seed, art, provenance)
+    return records
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-_EXTRACTORS: dict = {}  # per process: a worker builds the extractor once for all its cells
+_EXTRACTORS: dict = {}  # per process: a worker builds the extractors once for all its cells
 
 
 def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.Context | None = None,
-             log_stage=None, extractor=None) -> CellOutput:
+             log_stage=None, extractors: dict | None = None) -> CellOutput:
     """Every stage of one cell: fine-tune, editor model, generate, metrics, counterfactual stages. Runs in
     the driver (local executor) or in a worker (Ray, SLURM) against the same shared store."""
     if ctx is None:  # a worker: its own store handle on the shared cache directory, the driver's threads
@@ -196,15 +230,15 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
 
         torch.set_num_threads(shared.threads)
         ctx = stages.Context(store=Store(opts.cache_dir, read_only=opts.require_cached), quiet=opts.quiet)
-    if extractor is None:
-        key = json.dumps(dataclasses.asdict(suite.evaluation), sort_keys=True, default=str)
+    if extractors is None:
+        key = _extractors_key(suite, opts)
         if key not in _EXTRACTORS:
-            _EXTRACTORS[key] = make_extractor(suite, opts)
-        extractor = _EXTRACTORS[key]
+            _EXTRACTORS[key] = make_extractors(suite, opts)
+        extractors = _EXTRACTORS[key]
     first_event = len(ctx.store.events)
     log_stage = log_stage or (lambda: None)
     ev, base, env = suite.evaluation, shared.base, shared.env
-    ds, data_art, stats, stats_source = shared.datasets[cell.dataset]
+    ds, data_art, references = shared.datasets[cell.dataset]
     ft = stages.finetune_stage(ctx, ds, data_art, base, cell.method, cell.drift, cell.seed)
     log_stage()
     editor_model = stages.editor_model_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor,
@@ -214,13 +248,10 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
     gen = stages.generate_stage(ctx, ds, data_art, base, ft, cell.method.name, cell.editor, cell.drift, cell.seed,
                                 editor_model=editor_model)
     log_stage()
-    met = stages.metrics_stage(ctx, gen, stats, stats_source, extractor, ev, cell.seed)
-    log_stage()
-    artifacts = {"dataset": data_art.key, "base_model": base.key, "finetune": ft.key, "generate": gen.key,
-                 "metrics": met.key}
+    artifacts = {"dataset": data_art.key, "base_model": base.key, "finetune": ft.key, "generate": gen.key}
+    metrics, features = _realism_metrics(ctx, gen, references, extractors, ev, cell.seed, log_stage, artifacts)
     if editor_model is not None:
         artifacts["editor_model"] = editor_model.key
-    metrics = json.loads(met.file("metrics.json").read_text())
     items: dict = {}
     notes: list[str] = []
     extra = _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_model, gen,
@@ -244,38 +275,45 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
         "editor_options": gen.meta["options"],
         "artifacts": artifacts,
         "base_model_source": base.meta.get("source", "embedded tiny latent diffusion model (pretrained by ldbench)"),
-        "reference_stats": stats_source,
-        "extractor": extractor.describe(),
         "environment": env,
         "torch_threads": shared.threads,
         "notes": notes,
     }
-    cell_records = []
-    for m in metrics:
-        cell_records.append({
-            "dataset": ds.name,
-            "method": cell.method.name,
-            "drift": cell.drift.to_dict(),
-            "seed": cell.seed,
-            "editor": cell.editor.name,
-            "metric": m["metric"],
-            "value": m["value"],
-            "ci95": m.get("ci95"),
-            "n": m["n"],
-            "extractor": m["extractor"],
-            "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
-            "provenance": provenance,
-        })
-    with np.load(met.file("features.npz"), allow_pickle=False) as z:
-        features = z["features"]
+    realism = {e.name: {"extractor": e.describe(), "reference_stats": references[n][1]} for n, e in extractors.items()}
+    cell_records = [_record(ds.name, cell, m, {**provenance, **realism.get(m["extractor"], {})}) for m in metrics]
     gen_arrays = stages.load_generated(gen)
     evidence = CellEvidence(
         dataset=ds.name, method=cell.method.name, editor=cell.editor.name, seed=cell.seed, drift=cell.drift,
         records=cell_records, items=items, features=features,
         pairing=stable_hash({"source": gen_arrays["source_index"].tolist(), "plan": stages.load_plan(gen)}),
-        stats=stats)
+        stats={e.name: references[n][0] for n, e in extractors.items()})
     generated = {"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen}
     return CellOutput(cell_records, evidence, generated, list(ctx.store.events[first_event:]))
+
+
+def _realism_metrics(ctx, gen, references: dict, extractors: dict, ev, seed: int, log_stage, artifacts: dict
+                     ) -> tuple[list[dict], dict]:
+    """The metrics stage of a generated set on every extractor: its metric dicts and its features by extractor
+    name (kept for the LD-effect tests); each stage's key goes into `artifacts`."""
+    metrics, features = [], {}
+    for name, extractor in extractors.items():
+        stats, stats_source = references[name]
+        met = stages.metrics_stage(ctx, gen, stats, stats_source, extractor, ev, seed)
+        log_stage()
+        artifacts[f"metrics:{name}"] = met.key
+        metrics += json.loads(met.file("metrics.json").read_text())
+        with np.load(met.file("features.npz"), allow_pickle=False) as z:
+            features[extractor.name] = z["features"]
+    return metrics, features
+
+
+def _record(dataset: str, cell, m: dict, provenance: dict) -> dict:
+    """One tidy record of a cell's metric `m`."""
+    return {"dataset": dataset, "method": cell.method.name, "drift": cell.drift.to_dict(), "seed": cell.seed,
+            "editor": cell.editor.name, "metric": m["metric"], "value": m["value"], "ci95": m.get("ci95"),
+            "n": m["n"], "extractor": m["extractor"],
+            "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
+            "provenance": provenance}
 
 
 def _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_model, gen, test_latents,

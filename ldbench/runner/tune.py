@@ -87,7 +87,8 @@ def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, op
     if len(val) < 2:
         raise UserError(f"tune-delta: dataset {ds.name} has {len(val)} validation images; δ is chosen on the "
                         "validation split only, so it needs at least 2")
-    extractor = create_extractor(ev.extractor, **ev.extractor_options)
+    name = ev.extractors[0]  # the criterion's features: the suite's first extractor
+    extractor = create_extractor(name, **ev.extractor_options.get(name, {}))
     stats, stats_source = stages.reference_stats_stage(ctx, ds, data_art, "val", extractor, ev.batch_size)
     base = stages.base_model_stage(ctx, suite.base_model)
     editor = Component("text2img", next((e.options for e in suite.editors if e.name == "text2img"), {}))

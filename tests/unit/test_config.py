@@ -285,8 +285,7 @@ def test_paper_suite_names_every_missing_path_and_expands_them(monkeypatch, tmp_
     from ldbench.config import load_suite
     from ldbench.errors import UserError
 
-    names = ["LDBENCH_SD14", "LDBENCH_ADNI_ROOT", "LDBENCH_OASIS3_ROOT", "LDBENCH_CHEXPERT_ROOT",
-             "LDBENCH_INCEPTION_WEIGHTS"]
+    names = ["LDBENCH_SD14", "LDBENCH_ADNI_ROOT", "LDBENCH_OASIS3_ROOT", "LDBENCH_CHEXPERT_ROOT"]
     for n in names:
         monkeypatch.delenv(n, raising=False)
     with pytest.raises(UserError) as err:
@@ -299,6 +298,6 @@ def test_paper_suite_names_every_missing_path_and_expands_them(monkeypatch, tmp_
     suite = load_suite("paper")
     assert suite.base_model.options["path"] == str(tmp_path / "ldbench_sd14")
     assert suite.datasets[0].options["root"] == str(tmp_path / "ldbench_adni_root")
-    assert suite.evaluation.extractor_options["weights_path"] == str(tmp_path / "ldbench_inception_weights")
+    assert suite.evaluation.extractors == ["inception"]
     assert {m.name for m in suite.methods} == {"textual-inversion", "dreambooth", "custom-diffusion", "finetune"}
     assert len(load_suite("paper", expand_env=False).cells()) == len(suite.cells())

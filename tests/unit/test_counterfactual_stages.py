@@ -63,7 +63,7 @@ def _evidence(drift, values, auc_scores, y, features):
                                   "details": {}},
                                  {"metric": "fd", "value": 0.0, "extractor": "domain", "n": 50, "details": {}}],
                         items={"mean__source_l1": values, "auc_y__auc_synthetic": y, "auc_score__auc_synthetic": auc_scores},
-                        features=features, pairing="same", stats=_Stats())
+                        features={"domain": features}, pairing="same", stats={"domain": _Stats()})
 
 
 class _Stats:

@@ -71,7 +71,7 @@ def test_folder_vs_folder_table_and_json_records(folders, capsys):
     assert kd["details"]["kid_subset_size"] == 10
     prov = fd["provenance"]
     assert prov["inputs"]["a"]["content_sha256"] and prov["inputs"]["a"]["channel_policy"]
-    assert prov["extractor"]["name"] == "domain" and prov["seeds"] == {"bootstrap": 0, "kid_subsets": 0}
+    assert prov["extractor"]["name"] == "domain" and prov["seeds"] == {"bootstrap": 2020, "kid_subsets": 2020}
     assert all(0.0 <= r["value"] <= 1.0 for r in records[2:] if r["metric"] != "density")
 
 
