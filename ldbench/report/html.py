@@ -21,7 +21,7 @@ def _data_uri(png: bytes) -> str:
 def _metric_rows(records: list[dict]) -> list[dict]:
     s = summarize(records)
     rows, floors_shown = [], set()
-    for (dataset, editor, metric), by_row in sorted(s["cells"].items()):
+    for (dataset, _editor, metric), by_row in sorted(s["cells"].items()):
         info = metric_info(metric)
         for (method, label), recs in sorted(by_row.items(), key=lambda kv: row_order(kv[0])):
             r = recs[0]
