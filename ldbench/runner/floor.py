@@ -4,7 +4,9 @@ FID of a finite set against a finite reference is biased upward, and at the size
 (a hundred or a few hundred images) the bias is most of the number: 120 real held-out synth-brain scans
 score tens of FID points against the 120-image test split. A generated set's FID only means something next
 to this floor. So every run scores real images of the dataset that are neither in the reference split nor
-used for fine-tuning (the `val` split), as many as a generated set holds, with the same extractor,
+used for fine-tuning (the `val` split; where it holds fewer images than a generated set, a synthetic dataset
+renders new subjects with another seed to make up the count), as many as a generated set holds, with the
+same extractor,
 reference statistics, KID subsets, bootstrap and seed. Its records have method `real` and editor
 `held-out`; tables show them as the first row of every realism table.
 """
@@ -26,35 +28,53 @@ FLOOR_SPLIT = "val"  # tune-delta and the oracles' epoch choice read it; fine-tu
 STAGE_VERSION = "1"
 
 
-def floor_images(data_art: Artifact, n: int) -> tuple[np.ndarray, str]:
-    """The first `n` images of the held-out split (all of them, with a note, when it holds fewer)."""
+HELDOUT_SEED_OFFSET = 1_000_003  # a synthetic dataset's extra subjects: another seed, the same generative model
+
+
+def _render_more(dataset, m: int) -> np.ndarray | None:
+    """`m` images of new subjects from a synthetic dataset (its options with another seed), or None for a
+    dataset that cannot render more (real data)."""
+    opts = dataset.options()
+    if not {"seed", "n_subjects", "visits"} <= set(opts):
+        return None
+    fresh = type(dataset)(**{**opts, "seed": opts["seed"] + HELDOUT_SEED_OFFSET,
+                             "n_subjects": max(3, -(-m // opts["visits"]))})
+    return fresh.prepare().table.images[:m]
+
+
+def floor_images(dataset, data_art: Artifact, n: int) -> tuple[np.ndarray, str]:
+    """`n` held-out real images: the held-out split, topped up with newly rendered subjects where it holds
+    fewer (synthetic datasets); with a note saying what was used."""
     from ldbench.runner.stages import load_table
 
     held = load_table(data_art).split(FLOOR_SPLIT).images
-    note = ""
-    if len(held) < n:
-        note = (f"the {FLOOR_SPLIT} split holds {len(held)} images, fewer than the {n} of a generated set: "
-                "the floor uses all of them, so it is a little higher than at equal size")
-    return held[:n], note
+    if len(held) >= n:
+        return held[:n], f"the first {n} images of the {FLOOR_SPLIT} split"
+    extra = _render_more(dataset, n - len(held))
+    if extra is None:
+        return held, (f"the {FLOOR_SPLIT} split holds {len(held)} images, fewer than the {n} of a generated set: "
+                      "the floor uses all of them, so it is a little higher than at equal size")
+    return np.concatenate([held, extra]), (f"the {len(held)} images of the {FLOOR_SPLIT} split and {len(extra)} of "
+                                           f"new subjects rendered with seed + {HELDOUT_SEED_OFFSET}")
 
 
-def heldout_metrics_stage(ctx, data_art: Artifact, reference: tuple, extractor, evaluation: Evaluation,
-                          seed: int, n: int) -> Artifact:
-    """Realism metrics of `n` held-out real images against `reference` = (stats, stats_source), cached."""
+def heldout_metrics_stage(ctx, data: tuple, reference: tuple, extractor, evaluation: Evaluation, seed: int,
+                          n: int) -> Artifact:
+    """Realism metrics of `n` held-out real images of `data` = (dataset, its artifact) against `reference` =
+    (stats, stats_source), cached."""
     from ldbench.metrics.scores import distribution_metrics
 
+    dataset, data_art = data
     stats, stats_source = reference
     config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(),
               "reference_stats_sha256": stats_source["sha256"], "seed": seed, "n": n, "split": FLOOR_SPLIT}
 
     def build(tmp: Path) -> dict:
-        images, note = floor_images(data_art, n)
+        images, source = floor_images(dataset, data_art, n)
         feats = extractor.features(images, batch_size=evaluation.batch_size)
         metrics = distribution_metrics(feats, stats, extractor, evaluation, seed)
         for m in metrics:
-            m["split"] = FLOOR_SPLIT
-            if note:
-                m["note"] = note
+            m["images"] = source
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return {"n_metrics": len(metrics), "n_images": int(len(images))}
 

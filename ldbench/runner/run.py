@@ -203,8 +203,8 @@ def _floor(suite: Suite, ctx: stages.Context, shared: Shared, extractors: dict, 
     for spec, (ds, data_art, references) in shared.datasets.items():
         for name, extractor in extractors.items():
             for seed in suite.seeds:
-                art = heldout_metrics_stage(ctx, data_art, references[name], extractor, suite.evaluation, seed,
-                                            int(data_art.meta["n_test"]))
+                art = heldout_metrics_stage(ctx, (ds, data_art), references[name], extractor, suite.evaluation,
+                                            seed, int(data_art.meta["n_test"]))
                 log_stage()
                 provenance = {"suite": suite.name, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
                               "resolved_config": suite.to_dict(), "seeds": {"bootstrap": seed, "kid_subsets": seed},
