@@ -79,8 +79,9 @@ def load_yaml_text(text: str, where: str, what: str = "value is not valid YAML")
     """Parse one YAML document within the bounds; any problem is a UserError naming `where`."""
     if len(text.encode("utf-8", errors="replace")) > MAX_BYTES:
         raise UserError(f"{where}: larger than {MAX_BYTES >> 20} MiB; a suite is a short YAML file")
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader already refuses control characters
         node = loader.get_single_node()
         if node is None:
             return None
@@ -94,7 +95,8 @@ def load_yaml_text(text: str, where: str, what: str = "value is not valid YAML")
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp out of range
         raise UserError(f"{where}: {what} ({type(exc).__name__}: {str(exc)[:120]})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_file(path: Path) -> Any:
