@@ -155,6 +155,17 @@ def covariance_problem(sigma: np.ndarray, rtol: float = 1e-6) -> str:
     return ""
 
 
+def _embedded_meta(path: Path, raw: np.ndarray) -> dict:
+    """The description embedded in the .npz: one JSON object in a one-element text array."""
+    try:
+        embedded = json.loads(raw.item() if raw.dtype.kind in "US" and raw.size == 1 else None)
+    except (TypeError, ValueError):
+        raise _bad(path, "embedded description (meta_json) is not a JSON text") from None
+    if not isinstance(embedded, dict):
+        raise _bad(path, "embedded description (meta_json) is not a JSON object")
+    return embedded
+
+
 def load_reference_stats(path: Path) -> ReferenceStats:
     """Read statistics written by save_reference_stats (np.load with allow_pickle=False).
 
@@ -182,14 +193,7 @@ def load_reference_stats(path: Path) -> ReferenceStats:
     if missing:
         raise _bad(path, f"sidecar lacks {', '.join(missing)}")
     if "meta_json" in arrays:
-        raw = arrays.pop("meta_json")
-        try:
-            embedded = json.loads(raw.item() if raw.dtype.kind in "US" and raw.size == 1 else None)
-        except (TypeError, ValueError):
-            raise _bad(path, "embedded description (meta_json) is not a JSON text") from None
-        if not isinstance(embedded, dict):
-            raise _bad(path, "embedded description (meta_json) is not a JSON object")
-        if embedded != meta:
+        if _embedded_meta(path, arrays.pop("meta_json")) != meta:
             raise _bad(path, f"sidecar {side.name} does not match the description embedded in the .npz")
     for key in ("mu", "sigma"):
         if key not in arrays:

@@ -18,7 +18,7 @@ from ldbench.progress import console, escape
 from ldbench.runner import counterfactual as cf_stages
 from ldbench.runner import stages
 from ldbench.runner.effects import CellEvidence, ld_effects
-from ldbench.runner.provenance import environment
+from ldbench.runner.provenance import environment, new_run_id
 from ldbench.runner.store import Artifact, Store
 from ldbench.suite_checks import check_table_for_suite
 
@@ -73,13 +73,6 @@ def _extractors_key(suite: Suite, opts: RunOptions) -> str:
     ev = suite.evaluation
     return json.dumps([ev.extractors, ev.extractor_options, opts.inception_weights, opts.allow_unverified_weights],
                       sort_keys=True, default=str)
-
-
-def new_run_id() -> str:
-    """UTC time and 8 random hex digits, e.g. 20250101T120000Z-1a2b3c4d."""
-    import secrets
-
-    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"
 
 
 def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
