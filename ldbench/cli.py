@@ -84,10 +84,21 @@ def _parser() -> argparse.ArgumentParser:
                     help="paper (default: FID/KID or FD/KD, and the AUC of a classifier trained on generated images), "
                          "all, or comma-separated metric names, e.g. fd,kd,auc_mixed,effectiveness_auc")
 
-    ck = sub.add_parser("check", help="compare a run's results with a baseline; exit 1 on a regression")
+    ck = sub.add_parser(
+        "check", help="compare a run's results with a baseline; exit 1 on any change beyond tolerance",
+        description="Compare every record of DIR/results.json (keyed by dataset, method, drift, seed, editor, "
+        "extractor and metric; the real held-out floor included) with the baseline. A value further from "
+        "the baseline than its tolerance, max(abs, rel x |baseline|) from the baseline's `tolerances`, has "
+        "changed: 'regressed' in the metric's bad direction, 'improved' in its good one.",
+        epilog="exit status: 0 every record within tolerance; 1 a regression or a missing record, or an "
+        "improvement beyond tolerance or a new record (the baseline is out of date: review, then rerun with "
+        "--update); 2 bad input (unreadable results or baseline, a value that is not a finite number).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ck.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")
     ck.add_argument("--baseline", type=Path, required=True, help="baseline JSON, e.g. benchmarks/baselines/smoke.json")
-    ck.add_argument("--update", action="store_true", help="rewrite the baseline from this run (deliberately)")
+    ck.add_argument("--update", action="store_true",
+                    help="rewrite the baseline from this run (deliberately; its tolerances are kept)")
 
     sub.add_parser("suites", help="list the suites in benchmarks/suites with their size")
     d = sub.add_parser("datasets", help="list the registered datasets, or check a copy of a real dataset")

@@ -8,23 +8,31 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ldbench.cli_inputs import check_model_paths, key_values, writable_dirs
 from ldbench.errors import UserError
 from ldbench.paths import REFERENCE_STATS_DIR, resolve_cache_dir
 
-out = Console()
+# No markup: paths, suite descriptions and metric names are user text ("o[/x]" is a valid folder name);
+# colour comes from style= only.
+out = Console(markup=False)
 
 
 def run(args) -> int:
     from ldbench.config import load_suite
 
     suite = load_suite(args.suite, args.overrides)  # before the heavy runner import: bad input fails fast
-    from ldbench.runner.run import RunOptions, run_suite
+    from ldbench.suite_checks import check_executor_options
 
     out_dir = (args.out or Path.cwd() / "reports" / suite.name).resolve()
-    executor_options = _key_values(args.executor_options, "--executor-option")
+    executor_options = key_values(args.executor_options, "--executor-option")
     if args.address:
         executor_options["address"] = args.address
-    opts = RunOptions(out_dir=out_dir, cache_dir=resolve_cache_dir(args.cache_dir), quiet=args.quiet,
+    check_executor_options(args.executor, executor_options)
+    check_model_paths(args)
+    cache_dir = writable_dirs(out_dir, args.cache_dir)
+    from ldbench.runner.run import RunOptions, run_suite
+
+    opts = RunOptions(out_dir=out_dir, cache_dir=cache_dir, quiet=args.quiet,
                       base_model=args.base_model, inception_weights=args.inception_weights,
                       allow_unverified_weights=args.allow_unverified_weights, executor=args.executor,
                       executor_options=executor_options)
@@ -37,21 +45,6 @@ def run(args) -> int:
     out.print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.html'}\ntable:   "
               f"{out_dir / 'tables' / 'main.md'}")
     return 0
-
-
-def _key_values(pairs: list[str], flag: str) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"{flag} {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UserError(f"{flag} {pair!r}: value is not valid YAML") from None
-    return out
 
 
 def tune_delta(args) -> int:
@@ -74,8 +67,10 @@ def tune_delta(args) -> int:
     low, high, step = parse_grid(args.grid)
     opts = TuneOptions(low=low, high=high, step=step, criterion=args.criterion, train=args.train, sample=args.sample,
                        seed=args.seed)
+    opts.check()
     out_dir = (args.out or Path.cwd() / "reports" / f"tune-delta-{dataset.name}-{method.name}").resolve()
-    tune_delta(suite, dataset, method, opts, out_dir, resolve_cache_dir(args.cache_dir), quiet=args.quiet)
+    cache_dir = writable_dirs(out_dir, args.cache_dir)
+    tune_delta(suite, dataset, method, opts, out_dir, cache_dir, quiet=args.quiet)
     out.print((out_dir / "tune-delta.md").read_text(), markup=False)
     out.print(f"curve: {out_dir / 'tune-delta.json'}")
     return 0
@@ -99,7 +94,9 @@ def report(args) -> int:
     from ldbench.runner.run import RunOptions, run_suite
 
     run_options = results.get("run_options") or {}
-    cache_dir = resolve_cache_dir(args.cache_dir) if args.cache_dir else Path(results["cache_dir"])
+    if not isinstance(run_options, dict) or not isinstance(results["cache_dir"], str):
+        raise UserError(f"{path}: run_options / cache_dir are malformed; rerun `ldbench run`")
+    cache_dir = writable_dirs(args.dir.resolve(), args.cache_dir or results["cache_dir"])
     opts = RunOptions(out_dir=args.dir.resolve(), cache_dir=cache_dir, quiet=True, require_cached=True,
                       base_model=run_options.get("base_model"), inception_weights=run_options.get("inception_weights"),
                       allow_unverified_weights=bool(run_options.get("allow_unverified_weights")))
@@ -120,29 +117,54 @@ def table(args) -> int:
 
 
 def check(args) -> int:
-    from ldbench.regression import compare, load_baseline, load_results, write_baseline
+    """Exit 0 when every baseline entry is within tolerance; 1 when any changed beyond it (either way),
+    is missing, or is new (the baseline needs a deliberate `--update`); 2 on unreadable input."""
+    from ldbench.regression import FAILING, compare, load_baseline, load_results
 
     records = load_results(args.dir)
     if args.update:
-        previous = load_baseline(args.baseline) if args.baseline.exists() else None
-        write_baseline(records, args.baseline, previous)
-        out.print(f"baseline {args.baseline} rewritten from {len(records)} records")
-        return 0
+        return _update_baseline(args, records)
     findings = compare(records, load_baseline(args.baseline))
-    bad = [f for f in findings if f.verdict in ("regressed", "missing")]
-    shown = Table("verdict", "metric", "cell", "baseline", "now", "tolerance")
+    shown = Table("verdict", "metric", "extractor", "cell", "baseline", "now", "tolerance")
     for f in findings:
         if f.verdict != "ok":
             cell = json.loads(f.key)
-            label = f"{cell['dataset']} · {cell['method']} · δ={cell['drift']['delta']} · {cell['editor']} · seed {cell['seed']}"
-            shown.add_row(f.verdict, f.metric, label, "—" if f.baseline is None else f"{f.baseline:.5g}",
+            label = f"{cell['dataset']} · {cell['method']} · δ={cell['drift'].get('delta')} · {cell['editor']} · seed {cell['seed']}"
+            verdict = f"changed ({f.verdict})" if f.verdict in ("regressed", "improved") else f.verdict
+            shown.add_row(verdict, f.metric, str(cell["extractor"]), label,
+                          "—" if f.baseline is None else f"{f.baseline:.5g}",
                           "—" if f.value is None else f"{f.value:.5g}", f"{f.tolerance:.3g}")
     if shown.row_count:
         out.print(shown)
-    ok = sum(f.verdict == "ok" for f in findings)
-    out.print(f"{len(bad)} regressions or missing, {ok} within tolerance, "
-              f"{sum(f.verdict == 'improved' for f in findings)} improved, {sum(f.verdict == 'new' for f in findings)} new")
-    return 1 if bad else 0
+    count = {v: sum(f.verdict == v for f in findings) for v in ("ok", *FAILING)}
+    out.print(f"{count['regressed']} regressed, {count['improved']} improved beyond tolerance, {count['missing']} "
+              f"missing, {count['new']} new, {count['ok']} within tolerance")
+    if count["regressed"] or count["missing"]:
+        return 1
+    if count["improved"] or count["new"]:
+        out.print(f"the baseline is out of date: after reviewing the changes, refresh it with "
+                  f"`ldbench check {args.dir} --baseline {args.baseline} --update`")
+        return 1
+    return 0
+
+
+def _update_baseline(args, records: list[dict]) -> int:
+    from ldbench.regression import load_baseline, write_baseline
+    from ldbench.validate import writable_dir
+
+    writable_dir(args.baseline.parent.resolve(), "baseline directory")
+    if args.baseline.is_dir():
+        raise UserError(f"--baseline {args.baseline} is a directory; pass a .json file path")
+    previous = None
+    if args.baseline.exists():
+        try:
+            previous = load_baseline(args.baseline)
+        except UserError as exc:
+            out.print(f"note: the old baseline is unusable ({exc}); its tolerances are replaced by the defaults",
+                      style="yellow")
+    write_baseline(records, args.baseline, previous)
+    out.print(f"baseline {args.baseline} rewritten from {len(records)} records")
+    return 0
 
 
 def suites() -> int:
@@ -274,7 +296,7 @@ def fid(args) -> int:
               f"{desc.get('resize_policy')}, {desc.get('channel_policy')}); images: gray by channel mean")
     for r in records:
         if r["details"].get("rank_warning"):
-            out.print(f"[yellow]note:[/yellow] {r['details']['rank_warning']}")
+            out.print(f"note: {r['details']['rank_warning']}", style="yellow")
     return 0
 
 
@@ -317,9 +339,9 @@ def stats_verify(args) -> int:
     problems = verify_manifest(directory)
     if problems:
         for p in problems:
-            out.print(f"[red]✗[/red] {p}")
+            out.print(f"✗ {p}", style="red")
         return 1
-    out.print(f"[green]✓[/green] every file listed in {directory / 'manifest.json'} matches its SHA-256")
+    out.print(f"✓ every file listed in {directory / 'manifest.json'} matches its SHA-256", style="green")
     return 0
 
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from ldbench.errors import UserError
 from ldbench.paths import SUITES_DIR
+from ldbench.yamlload import load_yaml_file, load_yaml_text
 
 if TYPE_CHECKING:  # imported where needed: ldbench.drift imports torch, and bad input should fail fast
     from ldbench.drift import Drift
 
 SUITE_FORMAT_VERSION = 1
+MAX_INCLUDE_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Suite:
             "datasets": [dataclasses.asdict(c) for c in self.datasets],
             "base_model": dataclasses.asdict(self.base_model),
             "methods": [dataclasses.asdict(c) for c in self.methods],
-            "drifts": [d.to_dict() for d in self.drifts],
+            "drifts": [d.to_dict(with_note=True) for d in self.drifts],
             "seeds": list(self.seeds),
             "editors": [dataclasses.asdict(c) for c in self.editors],
             "evaluation": dataclasses.asdict(self.evaluation),
@@ -172,10 +172,9 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in seen:
         raise UserError(f"{path}: include cycle ({' -> '.join(str(s) for s in seen)})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read suite YAML ({str(exc).splitlines()[0]})") from None
+    if len(seen) >= MAX_INCLUDE_DEPTH:
+        raise UserError(f"{path}: includes nested more than {MAX_INCLUDE_DEPTH} files deep")
+    raw = load_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a suite must be a YAML mapping")
     includes = raw.pop("include", None) or []
@@ -206,15 +205,14 @@ def apply_override(data: dict, assignment: str) -> None:
         raise UserError(f"--set {assignment!r}: expected KEY=VALUE, e.g. evaluation.bootstrap=100")
     key, value = assignment.split("=", 1)
     parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError(f"--set {assignment!r}: empty key; write KEY=VALUE, e.g. evaluation.bootstrap=100")
     target = data
     for p in parts[:-1]:
         target = target.setdefault(p, {})
         if not isinstance(target, dict):
             raise UserError(f"--set {assignment!r}: {p!r} is not a mapping; set the whole value instead")
-    try:
-        target[parts[-1]] = yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise UserError(f"--set {assignment!r}: value is not valid YAML") from None
+    target[parts[-1]] = load_yaml_text(value, f"--set {assignment[:80]!r}")
 
 
 def _component(value: Any, where: str) -> Component:
@@ -222,8 +220,8 @@ def _component(value: Any, where: str) -> Component:
         return Component(value)
     if isinstance(value, dict):
         _reject_unknown(value, {"name", "options"}, where)
-        if "name" not in value:
-            raise UserError(f"{where}: missing 'name'")
+        if not isinstance(value.get("name"), str):
+            raise UserError(f"{where}: 'name' must be a component name, got {value.get('name')!r}")
         options = value.get("options") or {}
         if not isinstance(options, dict):
             raise UserError(f"{where}.options must be a mapping")
@@ -234,7 +232,8 @@ def _component(value: Any, where: str) -> Component:
 def _reject_unknown(d: dict, valid: set[str], where: str) -> None:
     unknown = set(d) - valid
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                        f"valid: {', '.join(sorted(valid))}")
 
 
 def _list(data: dict, key: str, source: str) -> list:
@@ -272,6 +271,11 @@ def suite_from_resolved(resolved: dict, src: str) -> Suite:
 
 
 def parse_suite(data: dict, name: str, src: str) -> Suite:
+    """A Suite from a resolved mapping, every value checked (ldbench.suite_checks) before any work."""
+    from ldbench import suite_checks
+
+    if not isinstance(data, dict):
+        raise UserError(f"{src}: a suite must be a YAML mapping")
     _reject_unknown(data, _TOP_KEYS, src)
     if data.get("version", SUITE_FORMAT_VERSION) != SUITE_FORMAT_VERSION:
         raise UserError(f"{src}: suite format version {data['version']!r} is not supported (expected {SUITE_FORMAT_VERSION})")
@@ -280,11 +284,9 @@ def parse_suite(data: dict, name: str, src: str) -> Suite:
         raise UserError(f"{src}: 'evaluation' must be a mapping, got {eval_raw!r}")
     eval_raw = _extractors_shorthand(eval_raw, src)
     _reject_unknown(eval_raw, {f.name for f in dataclasses.fields(Evaluation)}, f"{src}: evaluation")
-    for f in dataclasses.fields(Evaluation):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if f.name in eval_raw and (type(eval_raw[f.name]) is not type(default)):
-            raise UserError(f"{src}: evaluation.{f.name} must be of type {type(default).__name__}, "
-                            f"got {eval_raw[f.name]!r}")
+    suite_checks.check_evaluation_types(eval_raw, dataclasses.fields(Evaluation), src)
+    evaluation = Evaluation(**eval_raw)
+    suite_checks.check_evaluation(evaluation, src)
     from ldbench.drift import Drift
 
     drifts = []
@@ -293,12 +295,8 @@ def parse_suite(data: dict, name: str, src: str) -> Suite:
             raise UserError(f"{src}: drifts[{i}] must be a mapping like {{delta: 0.1, train: noise, sample: init}}")
         try:
             drifts.append(Drift.from_dict(d))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, UserError) as exc:
             raise UserError(f"{src}: drifts[{i}]: {exc}") from None
-    seeds_raw = _list(data, "seeds", src)
-    if not all(type(s) is int for s in seeds_raw):
-        raise UserError(f"{src}: 'seeds' must be a list of integers, got {seeds_raw!r}")
-    seeds = tuple(seeds_raw) or (0,)
     suite = Suite(
         name=name,
         description=str(data.get("description") or ""),
@@ -306,14 +304,15 @@ def parse_suite(data: dict, name: str, src: str) -> Suite:
         base_model=_component(data.get("base_model", "embedded"), f"{src}: base_model"),
         methods=tuple(_component(c, f"{src}: methods[{i}]") for i, c in enumerate(_list(data, "methods", src))),
         drifts=tuple(drifts),
-        seeds=seeds,
+        seeds=suite_checks.check_seeds(_list(data, "seeds", src), src),
         editors=tuple(_component(c, f"{src}: editors[{i}]") for i, c in enumerate(_list(data, "editors", src))),
-        evaluation=Evaluation(**eval_raw),
+        evaluation=evaluation,
     )
     for key in ("datasets", "methods", "drifts", "editors"):
         if not getattr(suite, key):
             raise UserError(f"{src}: '{key}' is empty; a suite needs at least one")
     _validate_names(suite, src)
+    suite_checks.check_components(suite, src)
     return suite
 
 

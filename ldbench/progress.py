@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,7 +18,7 @@ from rich.progress import (
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # messages with markup: escape user text (paths, names) with `escape`
 
 
 def progress_bar(items: Iterable[T], desc: str, quiet: bool = False, total: int | None = None) -> Iterator[T]:
@@ -36,7 +37,7 @@ def progress_bar(items: Iterable[T], desc: str, quiet: bool = False, total: int 
         console=console,
         transient=True,
     ) as progress:
-        task = progress.add_task(desc, total=total)
+        task = progress.add_task(escape(desc), total=total)  # the bar's text column reads markup
         for item in items:
             yield item
             progress.advance(task)

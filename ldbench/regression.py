@@ -1,13 +1,21 @@
 """Regression checks of a run's results against a committed baseline (for CI benches).
 
-A metric regresses when it moves in its bad direction (from the metric's `higher_is_better`) by more
-than its tolerance: max(abs, rel · |baseline|). Tolerances are stated per metric in the baseline file,
+A metric has *changed* when it moves by more than its tolerance, max(abs, rel · |baseline|), in either
+direction: "regressed" in its bad direction (from the metric's `higher_is_better`), "improved" in its
+good one. Both fail the check (exit 1), as do records missing from the run and records the baseline does
+not have ("new"): a baseline that no longer describes the code is news to refresh deliberately with
+`ldbench check DIR --baseline FILE --update`. Tolerances are stated per metric in the baseline file,
 because CPU arithmetic differs slightly across machines while runs on one machine are bit-identical.
+
+A record is keyed by dataset, method, drift, seed, editor, extractor and metric: realism is reported on
+several extractors at once, and the real held-out floor has its own records (method `real`, editor
+`held-out`), checked like any other.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +29,8 @@ DEFAULT_TOLERANCES = {
     "fid": {"abs": 0.5, "rel": 0.05}, "kid": {"abs": 0.002, "rel": 0.10},
     "fd": {"abs": 0.02, "rel": 0.10}, "kd": {"abs": 0.002, "rel": 0.25},
 }
-KEY_FIELDS = ("dataset", "method", "drift", "seed", "editor", "metric")
+KEY_FIELDS = ("dataset", "method", "drift", "seed", "editor", "extractor", "metric")
+FAILING = ("regressed", "improved", "missing", "new")  # verdicts that make `ldbench check` exit 1
 
 
 @dataclass(frozen=True)
@@ -31,28 +40,75 @@ class Finding:
     baseline: float | None
     value: float | None
     tolerance: float
-    verdict: str  # "regressed", "improved", "ok", "missing", "new"
+    verdict: str  # "regressed", "improved" (both: changed beyond tolerance), "ok", "missing", "new"
 
 
 def record_key(r: dict) -> str:
     return canonical_json({k: r[k] for k in KEY_FIELDS})
 
 
+def _check_entries(entries, src: str, what: str, fix: str) -> list[dict]:
+    """Each entry a mapping with every key field and a finite numeric value; no key twice."""
+    if not isinstance(entries, list):
+        raise UserError(f"{src}: {what} must be a list of records; {fix}")
+    seen: set[str] = set()
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or any(k not in e for k in KEY_FIELDS):
+            missing = [k for k in KEY_FIELDS if not isinstance(e, dict) or k not in e]
+            raise UserError(f"{src}: {what}[{i}] lacks {', '.join(missing)}; {fix}")
+        value = e.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"{src}: {what}[{i}] ({e['metric']} of {e['method']} · {e['editor']}) has value "
+                            f"{value!r}, not a finite number; {fix}")
+        try:
+            key = record_key(e)
+        except (TypeError, ValueError):
+            raise UserError(f"{src}: {what}[{i}] has key fields that are not plain JSON values; {fix}") from None
+        if key in seen:
+            raise UserError(f"{src}: {what}[{i}] repeats the key of an earlier one ({e['metric']}, {e['method']}, "
+                            f"{e['editor']}, {e['extractor']}, seed {e['seed']}); {fix}")
+        seen.add(key)
+    return entries
+
+
 def load_results(directory: Path) -> list[dict]:
     path = Path(directory) / "results.json"
+    fix = "rerun `ldbench run` to write it again"
     try:
-        return json.loads(path.read_text())["records"]
-    except (OSError, ValueError, KeyError) as exc:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable ldbench results file ({exc})") from None
+    if not isinstance(data, dict) or "records" not in data:
+        raise UserError(f"{path}: not an ldbench results file (no records); {fix}")
+    return _check_entries(data["records"], str(path), "records", fix)
+
+
+def _check_tolerances(tolerances, path: Path) -> dict:
+    example = 'e.g. "tolerances": {"fd": {"abs": 0.02, "rel": 0.1}}'
+    if not isinstance(tolerances, dict):
+        raise UserError(f"{path}: 'tolerances' must map metric names to {{abs, rel}}, got {tolerances!r}; {example}")
+    for metric, spec in tolerances.items():
+        if not isinstance(spec, dict) or set(spec) - {"abs", "rel"}:
+            raise UserError(f"{path}: tolerances.{metric} must be a mapping with abs and/or rel; {example}")
+        for k, x in spec.items():
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+                raise UserError(f"{path}: tolerances.{metric}.{k} must be a finite number >= 0, got {x!r}")
+    return tolerances
 
 
 def load_baseline(path: Path) -> dict:
+    fix = f"create one with `ldbench check DIR --baseline {path} --update`"
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read baseline ({exc}); create one with `ldbench check DIR --baseline {path} --update`") from None
-    if data.get("schema") != SCHEMA:
-        raise UserError(f"{path}: not an ldbench baseline (schema {data.get('schema')!r}, expected {SCHEMA!r})")
+        raise UserError(f"{path}: cannot read baseline ({exc}); {fix}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        raise UserError(f"{path}: not an ldbench baseline (schema {schema!r}, expected {SCHEMA!r}); {fix}")
+    if "entries" not in data:
+        raise UserError(f"{path}: the baseline has no entries; {fix}")
+    _check_entries(data["entries"], str(path), "entries", fix)
+    _check_tolerances(data.get("tolerances", {}), Path(path))
     return data
 
 
@@ -80,6 +136,7 @@ def compare(records: list[dict], baseline: dict) -> list[Finding]:
 def write_baseline(records: list[dict], path: Path, previous: dict | None = None) -> None:
     entries = [{**{k: r[k] for k in KEY_FIELDS}, "value": r["value"]} for r in records]
     tolerances = (previous or {}).get("tolerances", DEFAULT_TOLERANCES)
-    suites = sorted({r["provenance"]["suite"] for r in records if "provenance" in r})
+    suites = sorted({r["provenance"]["suite"] for r in records
+                     if isinstance(r.get("provenance"), dict) and "suite" in r["provenance"]})
     data = {"schema": SCHEMA, "suites": suites, "tolerances": tolerances, "entries": entries}
-    atomic_write_text(Path(path), json.dumps(data, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(Path(path), json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")

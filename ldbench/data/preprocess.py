@@ -86,10 +86,14 @@ def _axial(volume: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(volume[:, :, k].T[::-1, ::-1])
 
 
-@_register("slice", "relative")
-def _slice_relative(volume: np.ndarray, at: float = 0.6) -> np.ndarray:
+def _check_relative(at: float = 0.6) -> None:  # also when the policy is built
     if not 0.0 <= at <= 1.0:
         raise UserError(f"slice policy relative: at must be in [0, 1], got {at}")
+
+
+@_register("slice", "relative")
+def _slice_relative(volume: np.ndarray, at: float = 0.6) -> np.ndarray:
+    _check_relative(at)
     lo, hi = brain_extent(volume)
     return _axial(volume, int(round(lo + at * (hi - lo))))
 
@@ -124,15 +128,24 @@ def _slice_range(volume: np.ndarray, start: float = 0.5, stop: float = 0.7, coun
     return [_axial(volume, k) for k in ks]
 
 
-_slice_range.validate = _check_range  # type: ignore[attr-defined]
 MULTI_SLICE = frozenset({"relative-range"})  # slice policies giving several images per volume
+
+
+def _check_index(index: int = 0) -> None:  # at build time: a negative index would count from the top
+    if index < 0:
+        raise UserError(f"slice policy index: index must be >= 0 (the lowest axial slice), got {index}; e.g. 40")
 
 
 @_register("slice", "index")
 def _slice_index(volume: np.ndarray, index: int = 0) -> np.ndarray:
-    if not -volume.shape[2] <= index < volume.shape[2]:
-        raise ImageError(f"slice index {index} outside the volume's {volume.shape[2]} axial slices")
+    if not 0 <= index < volume.shape[2]:
+        raise ImageError(f"slice index {index} outside the volume's {volume.shape[2]} axial slices (0..{volume.shape[2] - 1})")
     return _axial(volume, index)
+
+
+_slice_index.validate = _check_index  # type: ignore[attr-defined]
+_slice_range.validate = _check_range  # type: ignore[attr-defined]
+_slice_relative.validate = _check_relative  # type: ignore[attr-defined]
 
 
 # --- channels ((H, W, C) -> (H, W)) ---------------------------------------------------------------------

@@ -49,30 +49,38 @@ class Drift:
     note: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.train not in TRAIN_PLACEMENTS:
+        if not isinstance(self.train, str) or self.train not in TRAIN_PLACEMENTS:
             raise UserError(f"unknown drift train placement {self.train!r}; valid: {', '.join(TRAIN_PLACEMENTS)}")
-        if self.sample not in SAMPLE_PLACEMENTS:
+        if not isinstance(self.sample, str) or self.sample not in SAMPLE_PLACEMENTS:
             raise UserError(
                 f"unknown drift sample placement {self.sample!r}; valid: {', '.join(SAMPLE_PLACEMENTS)}"
             )
+        if not isinstance(self.note, str):
+            raise UserError(f"drift note must be text, got {self.note!r}")
+        values = self.delta if isinstance(self.delta, Sequence) and not isinstance(self.delta, str) else [self.delta]
+        if not values or not all(_finite_number(d) for d in values):
+            raise UserError(f"drift delta must be a finite number or a non-empty list of finite numbers, got "
+                            f"{self.delta!r}; e.g. delta: 0.1 or delta: [0.1, 0, 0, 0]")
         if isinstance(self.delta, Sequence) and not isinstance(self.delta, str):
             object.__setattr__(self, "delta", tuple(float(d) for d in self.delta))
         else:
-            try:
-                object.__setattr__(self, "delta", float(self.delta))
-            except (TypeError, ValueError):
-                raise UserError(f"drift delta must be a number or a list of numbers, got {self.delta!r}") from None
+            object.__setattr__(self, "delta", float(self.delta))
 
     @classmethod
     def from_dict(cls, d: dict) -> Drift:
         unknown = set(d) - {"delta", "train", "sample", "note"}
         if unknown:
-            raise UserError(f"unknown drift keys {sorted(unknown)}; valid: delta, train, sample, note")
+            raise UserError(f"unknown drift keys {sorted(map(str, unknown))}; valid: delta, train, sample, note")
         return cls(**d)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, with_note: bool = False) -> dict:
+        """The drift as a suite writes it. The note is left out of cache keys and record keys (it does not
+        change a number); `with_note` adds it, when there is one, for provenance and resolved configs."""
         delta = list(self.delta) if isinstance(self.delta, tuple) else self.delta
-        return {"delta": delta, "train": self.train, "sample": self.sample}
+        out = {"delta": delta, "train": self.train, "sample": self.sample}
+        if with_note and self.note:
+            out["note"] = self.note
+        return out
 
     @property
     def is_zero(self) -> bool:
@@ -100,6 +108,13 @@ class Drift:
                 )
             return torch.tensor(self.delta, dtype=latents.dtype, device=latents.device).view(1, -1, 1, 1)
         return torch.tensor(self.delta, dtype=latents.dtype, device=latents.device)
+
+
+def _finite_number(value) -> bool:
+    import math
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 NO_DRIFT = Drift(0.0, train="none", sample="none")

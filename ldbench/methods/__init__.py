@@ -7,7 +7,9 @@ from typing import Protocol
 
 import torch
 
+from ldbench import validate as v
 from ldbench.drift import Drift
+from ldbench.errors import UserError
 from ldbench.methods.loop import TrainData, check_training_options
 from ldbench.registry import Registry
 
@@ -70,6 +72,26 @@ class MethodOptions:
 
     def __post_init__(self) -> None:
         check_training_options(self.mixed_precision, self.gradient_accumulation_steps)
+        v.positive_int(self.steps, "method option steps", example=300)
+        v.positive_int(self.batch_size, "method option batch_size", example=16)
+        v.positive_float(self.lr, "method option lr", example=2e-4)
+        v.non_negative_int(self.num_class_images, "method option num_class_images", example=32)
+        v.positive_int(self.class_sample_steps, "method option class_sample_steps", example=20)
+        v.finite_float(self.prior_loss_weight, "method option prior_loss_weight", 0.0, example=1.0)
+        v.positive_int(self.lora_rank, "method option lora_rank", example=4)
+        for name in ("placeholder_token", "initializer_token", "identifier", "class_prompt"):
+            v.string(getattr(self, name), f"method option {name}")
+        for name in ("placeholder_token", "initializer_token", "identifier"):
+            if not getattr(self, name).strip():
+                raise UserError(f"method option {name} must not be empty")
+        _check_checkpoint(self.checkpoint)
+
+
+def _check_checkpoint(checkpoint) -> None:
+    if isinstance(checkpoint, str):
+        return
+    if not isinstance(checkpoint, dict) or not all(isinstance(p, str) and p for p in checkpoint.values()):
+        raise UserError(f"method option checkpoint must be a path or a mapping from δ to a path, got {checkpoint!r}")
 
 
 class Method(Protocol):

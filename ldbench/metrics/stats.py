@@ -141,6 +141,31 @@ def _bad(path: Path, why: str) -> UserError:
     return UserError(f"reference statistics {path}: {why}; {REBUILD}")
 
 
+def covariance_problem(sigma: np.ndarray, rtol: float = 1e-6) -> str:
+    """"" when `sigma` is symmetric and positive semi-definite within a tolerance relative to its scale,
+    else what is wrong with it."""
+    sigma = np.asarray(sigma, dtype=np.float64)
+    scale = max(float(np.max(np.abs(sigma))), np.finfo(np.float64).tiny)
+    asym = float(np.max(np.abs(sigma - sigma.T)))
+    if asym > rtol * scale:
+        return f"not symmetric: max |sigma - sigma^T| = {asym:.3g}"
+    lowest = float(np.linalg.eigvalsh((sigma + sigma.T) / 2)[0]) if sigma.size else 0.0
+    if lowest < -max(1e-6, rtol) * scale * max(1, len(sigma)):
+        return f"not positive semi-definite: smallest eigenvalue {lowest:.3g}"
+    return ""
+
+
+def _embedded_meta(path: Path, raw: np.ndarray) -> dict:
+    """The description embedded in the .npz: one JSON object in a one-element text array."""
+    try:
+        embedded = json.loads(raw.item() if raw.dtype.kind in "US" and raw.size == 1 else None)
+    except (TypeError, ValueError):
+        raise _bad(path, "embedded description (meta_json) is not a JSON text") from None
+    if not isinstance(embedded, dict):
+        raise _bad(path, "embedded description (meta_json) is not a JSON object")
+    return embedded
+
+
 def load_reference_stats(path: Path) -> ReferenceStats:
     """Read statistics written by save_reference_stats (np.load with allow_pickle=False).
 
@@ -168,11 +193,7 @@ def load_reference_stats(path: Path) -> ReferenceStats:
     if missing:
         raise _bad(path, f"sidecar lacks {', '.join(missing)}")
     if "meta_json" in arrays:
-        try:
-            embedded = json.loads(arrays.pop("meta_json").item())
-        except ValueError:
-            raise _bad(path, "embedded description is not valid JSON") from None
-        if embedded != meta:
+        if _embedded_meta(path, arrays.pop("meta_json")) != meta:
             raise _bad(path, f"sidecar {side.name} does not match the description embedded in the .npz")
     for key in ("mu", "sigma"):
         if key not in arrays:
@@ -190,6 +211,9 @@ def load_reference_stats(path: Path) -> ReferenceStats:
     for key, arr in (("mu", mu), ("sigma", sigma), ("features", features)):
         if arr is not None and (arr.dtype.kind != "f" or not np.all(np.isfinite(arr))):
             raise _bad(path, f"array {key!r} is not finite floating point")
+    problem = covariance_problem(sigma)
+    if problem:
+        raise _bad(path, f"sigma is not a covariance matrix ({problem})")
     return ReferenceStats(
         mu.astype(np.float64),
         sigma.astype(np.float64),

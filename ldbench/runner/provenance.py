@@ -44,3 +44,11 @@ def environment() -> dict:
         "packages": versions,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def new_run_id() -> str:
+    """A run's id: UTC time and 8 random hex digits, e.g. 20250101T120000Z-1a2b3c4d."""
+    import secrets
+    import time
+
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"

@@ -14,12 +14,13 @@ from ldbench.config import Suite
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write_text
 from ldbench.hashing import stable_hash
-from ldbench.progress import console
+from ldbench.progress import console, escape
 from ldbench.runner import counterfactual as cf_stages
 from ldbench.runner import stages
 from ldbench.runner.effects import CellEvidence, ld_effects
-from ldbench.runner.provenance import environment
+from ldbench.runner.provenance import environment, new_run_id
 from ldbench.runner.store import Artifact, Store
+from ldbench.suite_checks import check_table_for_suite
 
 RESULTS_SCHEMA = "ldbench.results/1"
 
@@ -35,6 +36,7 @@ class RunOptions:
     require_cached: bool = False  # `ldbench report`: every stage must come from the cache
     executor: str = "local"  # where cells run: local | ray | slurm (ldbench.runner.executors)
     executor_options: dict = dataclasses.field(default_factory=dict)
+    run_id: str = ""  # written in every event and in results.json; "" = a new one (new_run_id)
 
     def to_dict(self) -> dict:
         """What `ldbench report` needs to re-open the same cache entries."""
@@ -77,22 +79,24 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
     from ldbench.config import Component
 
     start = time.perf_counter()
+    opts = dataclasses.replace(opts, run_id=opts.run_id or new_run_id())
     store = Store(opts.cache_dir, read_only=opts.require_cached)
     ctx = stages.Context(store=store, quiet=opts.quiet)
     base_spec = Component("diffusers", {"path": opts.base_model}) if opts.base_model else suite.base_model
     extractors = make_extractors(suite, opts)  # fails early (missing weights) before any training
     cells = suite.cells()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    with open(opts.out_dir / "events.jsonl", "a") as events:
+    with open(opts.out_dir / "events.jsonl", "w") as events:  # one run's events (its run id in each)
 
         def log(event: str, **fields) -> None:
-            events.write(json.dumps({"t": round(time.perf_counter() - start, 3), "event": event, **fields}) + "\n")
+            events.write(json.dumps({"run": opts.run_id, "t": round(time.perf_counter() - start, 3), "event": event,
+                                     **fields}) + "\n")
             events.flush()
 
         log("start", suite=suite.name, cells=len(cells))
         if not opts.quiet:
-            console.print(f"[bold]ldbench[/bold] suite [cyan]{suite.name}[/cyan]: {len(cells)} cells, "
-                          f"cache {opts.cache_dir}")
+            console.print(f"[bold]ldbench[/bold] suite [cyan]{escape(suite.name)}[/cyan]: {len(cells)} cells, "
+                          f"cache {escape(str(opts.cache_dir))}")
         records = _run(suite, opts, ctx, base_spec, extractors, log)
         seconds = time.perf_counter() - start
         log("end", seconds=round(seconds, 2), built=sum(not e["cached"] for e in store.events))
@@ -135,6 +139,7 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
         ds = stages.make_dataset(spec)
         art = stages.dataset_stage(ctx, ds)
         log_stage()
+        check_table_for_suite(suite, ds.name, stages.load_table(art))
         if ev.kid_subset_size > art.meta["n_test"]:
             raise UserError(
                 f"evaluation.kid_subset_size={ev.kid_subset_size} is larger than the {art.meta['n_test']} test images "
@@ -167,8 +172,9 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
             elapsed = time.perf_counter() - cells_start
             eta = (f", eta ~{_minutes(elapsed / len(finished) * (len(cells) - len(finished)))} at the pace so far"
                    if finished and executor.in_process else "")
-            console.print(f"cell {i + 1}/{len(cells)}: {cell.dataset.name} · {cell.method.name} · {cell.drift.label} · "
-                          f"seed {cell.seed} · {cell.editor.name} [dim](elapsed {_minutes(elapsed)}{eta})[/dim]")
+            console.print(escape(f"cell {i + 1}/{len(cells)}: {cell.dataset.name} · {cell.method.name} · "
+                                 f"{cell.drift.label} · seed {cell.seed} · {cell.editor.name} ")
+                          + f"[dim](elapsed {_minutes(elapsed)}{eta})[/dim]")
 
     def on_done(i: int, out: CellOutput) -> None:
         if not executor.in_process:  # in-process cells log each stage as it ends; workers report at the end
@@ -265,7 +271,8 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
     provenance = {
         "suite": suite.name,
         "cell": {"dataset": dataclasses.asdict(cell.dataset), "method": dataclasses.asdict(cell.method),
-                 "drift": cell.drift.to_dict(), "seed": cell.seed, "editor": dataclasses.asdict(cell.editor)},
+                 "drift": cell.drift.to_dict(with_note=True), "seed": cell.seed,
+                 "editor": dataclasses.asdict(cell.editor)},
         "resolved_config": suite.to_dict(),
         "seeds": {"train": cell.seed, "sample": cell.seed, "bootstrap": cell.seed, "kid_subsets": cell.seed,
                   "classifiers": cell.seed},
@@ -358,7 +365,7 @@ def write_outputs(suite: Suite, opts: RunOptions, records: list[dict], effects: 
     from ldbench.report.html import render_report
     from ldbench.report.tables import effects_table_markdown, group_tables_markdown
 
-    results = {"schema": RESULTS_SCHEMA, "suite": suite.name, "cache_dir": str(Path(opts.cache_dir).resolve()),
+    results = {"schema": RESULTS_SCHEMA, "run_id": opts.run_id, "suite": suite.name, "cache_dir": str(Path(opts.cache_dir).resolve()),
                "run_options": opts.to_dict(), "resolved_config": suite.to_dict(), "environment": env, "records": records,
                "ld_effects": effects}
     atomic_write_text(opts.out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))

@@ -109,8 +109,8 @@ class Store:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             intact = False
         if not intact:
-            from ldbench.progress import console
+            from ldbench.progress import console, escape
 
-            console.print(f"[yellow]cache entry {final} is corrupt; rebuilding it[/yellow]")
+            console.print(f"[yellow]cache entry {escape(str(final))} is corrupt; rebuilding it[/yellow]")
             return None
         return Artifact(stage, key, final, meta, cached=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ldbench import validate as v
 from ldbench.config import Component, Suite
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
@@ -34,6 +35,7 @@ from ldbench.runner import stages
 from ldbench.runner.store import Store
 
 CRITERIA = ("fd", "l1")
+MAX_GRID_POINTS = 201  # each δ of the grid is a fine-tune
 TUNE_SCHEMA = "ldbench.tune-delta/1"
 
 
@@ -47,9 +49,26 @@ class TuneOptions:
     sample: str = "init"
     seed: int = 0
 
-    def grid(self) -> list[float]:
+    def check(self) -> None:
+        """Every option, before any work: finite bounds, step > 0, at most MAX_GRID_POINTS values."""
+        grid = f"{self.low}:{self.high}:{self.step}"
+        for name in ("low", "high", "step"):
+            if not v.is_real(getattr(self, name)) or not np.isfinite(getattr(self, name)):
+                raise UserError(f"--grid={grid}: {name} must be a finite number; e.g. --grid=-0.2:0.2:0.05")
         if not self.step > 0 or not self.low <= self.high:
-            raise UserError(f"tune-delta: need low <= high and step > 0, got {self.low}:{self.high}:{self.step}")
+            raise UserError(f"--grid={grid}: need LOW <= HIGH and STEP > 0; e.g. --grid=-0.2:0.2:0.05")
+        points = (self.high - self.low) / self.step + 1
+        if points > MAX_GRID_POINTS:
+            raise UserError(f"--grid={grid} has {points:.3g} values, more than {MAX_GRID_POINTS} (each is a "
+                            f"fine-tune); use a larger STEP, e.g. --grid={self.low}:{self.high}:"
+                            f"{(self.high - self.low) / (MAX_GRID_POINTS - 1):.3g}")
+        if self.criterion not in CRITERIA:
+            raise UserError(f"tune-delta: criterion {self.criterion!r} is not one of {', '.join(CRITERIA)}")
+        Drift(0.1, train=self.train, sample=self.sample)
+        v.seed(self.seed, "--seed")
+
+    def grid(self) -> list[float]:
+        self.check()
         n = int(np.floor((self.high - self.low) / self.step + 1e-9)) + 1
         values = [round(self.low + i * self.step, 10) for i in range(n)]
         if 0.0 not in values:  # the no-LD reference point is always on the curve

@@ -77,6 +77,8 @@ class Manifest(RealDataset):
                                 f"(have: {', '.join(attr_cols) or 'none'}); fix the option or add the column")
                 return []
         numeric = {c: all(_is_number(r[c]) for r in rows) for c in attr_cols}
+        self._text_age = [r[c] for c in attr_cols if c.lower() == "age" and not numeric[c] for r in rows
+                          if not _is_number(r[c])][:3]
         entries = []
         for where, row in csv_rows(rows, self.csv_name):
             path = inside(self.root, row["path"], where, problems)
@@ -104,6 +106,13 @@ class Manifest(RealDataset):
             problems.append(f"{csv_path}: counterfactual column {self.counterfactual!r} has values "
                             f"{self._values.get(self.counterfactual)}; it needs exactly two")
         return entries
+
+    def check(self) -> tuple[dict, list[str]]:
+        summary, problems = super().check()
+        if getattr(self, "_text_age", None):
+            summary["age"] = (f"read as text, not numbers (e.g. {', '.join(map(repr, self._text_age))}): the "
+                              "instruct editor and the age oracles refuse it; write ages in years")
+        return summary, problems
 
     def caption(self, row: dict) -> str:
         cols = self.caption_columns
