@@ -217,13 +217,14 @@ class InceptionExtractor:
         device: str | None = None,
     ) -> None:
         path = resolve_inception_path(weights_path)
-        model = torch_fidelity_inception()  # built without weights; the verified ones are loaded below
         if path is None:
+            model = torch_fidelity_inception()  # built without weights; the verified ones are loaded below
             shapes = {k: v.shape for k, v in model.state_dict().items()}
             state, path, self.weights_origin = fid_helper_state(shapes)
             self.name, self.fingerprint, self.weights_source = "inception", FID_HELPER_SHA256, FID_HELPER_SOURCE
         else:
-            state, self.fingerprint = _pth_state(path, allow_unverified)
+            state, self.fingerprint = _pth_state(path, allow_unverified)  # file errors before any building
+            model = torch_fidelity_inception()
             verified = self.fingerprint == INCEPTION_SHA256
             self.name = "inception" if verified else "inception-unverified"
             self.weights_source = INCEPTION_PTH_SOURCE if verified else f"unverified file {path.name}"
