@@ -119,7 +119,9 @@ def save_reference_stats(stats: ReferenceStats, path: Path) -> None:
     """Write `path` (.npz, no object arrays) and its `.json` sidecar, each atomically.
 
     The npz also embeds the meta JSON; loading checks that the sidecar matches it, so an npz and a
-    sidecar from different builds are never paired silently.
+    sidecar from different builds are never paired silently. When the raw features are kept, the covariance
+    is not stored: it is derived from them on loading with the same function that made it (bit for bit),
+    which keeps a 2048-d Inception file at 2 MB for 120 images instead of 35 MB.
     """
     path = Path(path)
     if path.suffix != ".npz":
@@ -128,11 +130,12 @@ def save_reference_stats(stats: ReferenceStats, path: Path) -> None:
     meta_text = _meta_json(stats.meta)
     arrays: dict[str, np.ndarray] = {
         "mu": np.asarray(stats.mu, dtype=np.float64),
-        "sigma": np.asarray(stats.sigma, dtype=np.float64),
         "meta_json": np.array(meta_text),  # a unicode array, not an object array
     }
     if stats.features is not None:
         arrays["features"] = np.asarray(stats.features, dtype=np.float64)
+    else:
+        arrays["sigma"] = np.asarray(stats.sigma, dtype=np.float64)
     atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
     atomic_write_bytes(_sidecar(path), lambda f: f.write((meta_text + "\n").encode()))
 
@@ -166,6 +169,18 @@ def _embedded_meta(path: Path, raw: np.ndarray) -> dict:
     return embedded
 
 
+def _sigma_of(path: Path, features: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """The covariance of stored features (a file that keeps them stores no sigma); its mu must match."""
+    from ldbench.metrics.math import gaussian_stats
+
+    if features.ndim != 2 or len(features) < 2 or features.dtype.kind != "f" or not np.all(np.isfinite(features)):
+        raise _bad(path, f"array 'features' {features.shape} is not a finite (n >= 2, d) float array")
+    derived_mu, sigma = gaussian_stats(features)
+    if mu.shape != derived_mu.shape or not np.allclose(mu, derived_mu, rtol=1e-9, atol=1e-12):
+        raise _bad(path, "array 'mu' is not the mean of the stored features")
+    return sigma
+
+
 def load_reference_stats(path: Path) -> ReferenceStats:
     """Read statistics written by save_reference_stats (np.load with allow_pickle=False).
 
@@ -195,10 +210,11 @@ def load_reference_stats(path: Path) -> ReferenceStats:
     if "meta_json" in arrays:
         if _embedded_meta(path, arrays.pop("meta_json")) != meta:
             raise _bad(path, f"sidecar {side.name} does not match the description embedded in the .npz")
-    for key in ("mu", "sigma"):
+    for key in ("mu", "sigma") if "features" not in arrays else ("mu",):
         if key not in arrays:
             raise _bad(path, f"array {key!r} is missing")
-    mu, sigma, features = arrays["mu"], arrays["sigma"], arrays.get("features")
+    mu, features = arrays["mu"], arrays.get("features")
+    sigma = arrays["sigma"] if "sigma" in arrays else _sigma_of(path, features, mu)
     try:
         d = int(meta["extractor"]["dim"])
         n = int(meta["n"])
@@ -211,7 +227,7 @@ def load_reference_stats(path: Path) -> ReferenceStats:
     for key, arr in (("mu", mu), ("sigma", sigma), ("features", features)):
         if arr is not None and (arr.dtype.kind != "f" or not np.all(np.isfinite(arr))):
             raise _bad(path, f"array {key!r} is not finite floating point")
-    problem = covariance_problem(sigma)
+    problem = covariance_problem(sigma) if "sigma" in arrays else ""  # derived from features: one by construction
     if problem:
         raise _bad(path, f"sigma is not a covariance matrix ({problem})")
     return ReferenceStats(
