@@ -24,6 +24,10 @@ EPILOG = """examples:
 """
 
 
+DOMAIN_DATASETS = "synth-brain,synth-cxr"
+DOMAIN_EPOCHS = 20
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ldbench",
@@ -131,12 +135,33 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("extractors", help="feature extractors: list, or train the offline domain extractor")
     esub = e.add_subparsers(dest="extractors_command", required=True)
     esub.add_parser("list", help="list feature extractors")
-    t = esub.add_parser("train-domain", help="train the offline `domain` extractor on a dataset's train split")
-    t.add_argument("--dataset", default="synth-brain")
+    t = esub.add_parser("train-domain", help="train the offline `domain` extractor on datasets' train splits")
+    t.add_argument("--dataset", default=DOMAIN_DATASETS,
+                   help=f"dataset name(s), comma-separated (default {DOMAIN_DATASETS}: one net for both)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--epochs", type=int, default=DOMAIN_EPOCHS)
+    t.add_argument("--no-realism", action="store_true",
+                   help="attribute heads only, no corruption (realism) heads: distances then miss damage")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch loss")
     t.add_argument("--out", type=Path, help="output .safetensors (default: the shipped weights file)")
     t.add_argument("--cache-dir", type=Path)
+    va = esub.add_parser(
+        "validate", help="disturbance test: does the extractor's distance grow with noise, blur, ... (exit 1 if not)",
+        description="The disturbance test of Heusel et al. 2017: the dataset's val split, disturbed at increasing "
+        "levels (Gaussian noise, blur, black rectangles, swirl, salt-and-pepper, contamination with the other "
+        "embedded dataset), scored with the Fréchet distance on the extractor's features against the test split; "
+        "both splits subsampled to the same n. Passes when every disturbance's distance rises level by level and "
+        "exceeds the real val split's (the floor) from the second level on. Writes validation.json, .md, .png.")
+    va.add_argument("--dataset", required=True, help="dataset name, e.g. synth-brain or synth-cxr")
+    va.add_argument("--extractor", default="domain", help="feature extractor (default domain)")
+    va.add_argument("--out", type=Path, help="output directory (default: reports/validate-EXTRACTOR-DATASET)")
+    va.add_argument("--n", type=int, help="images per set (default and maximum: the smaller of val and test)")
+    va.add_argument("--seed", type=int, default=0, help="seed of the subsets and disturbances (default 0)")
+    va.add_argument("--weights", dest="extractor_weights",
+                    help="weights of the domain extractor (.safetensors) or of dinov2/clip (as for `ldbench fid`)")
+    va.add_argument("--inception-weights")
+    va.add_argument("--allow-unverified-weights", action="store_true")
+    va.add_argument("--cache-dir", type=Path)
 
     f = sub.add_parser(
         "fid",
@@ -229,7 +254,8 @@ def _dispatch(args) -> int:
     if args.command == "fid":
         return commands.fid(args)
     if args.command == "extractors":
-        return {"list": commands.extractors_list, "train-domain": commands.train_domain}[args.extractors_command](args)
+        return {"list": commands.extractors_list, "train-domain": commands.train_domain,
+                "validate": commands.extractors_validate}[args.extractors_command](args)
     raise AssertionError(args.command)
 
 

@@ -357,23 +357,12 @@ def extractors_list(args) -> int:
 
 
 def train_domain(args) -> int:
-    from ldbench.config import Component
-    from ldbench.metrics.domain import DEFAULT_WEIGHTS, save_domain_net, train_domain_net
-    from ldbench.runner import stages
-    from ldbench.runner.store import Store
+    from ldbench.commands_extractors import train_domain as command
 
-    if args.epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
-    ds = stages.make_dataset(Component(args.dataset))
-    ctx = stages.Context(store=Store(resolve_cache_dir(args.cache_dir)))
-    data_art = stages.dataset_stage(ctx, ds)
-    train = stages.load_table(data_art).split("train")
-    labels = {k: v for k, v in train.attributes.items() if k not in ("subject", "visit", "split")}
-    net = train_domain_net(train.images, labels, seed=args.seed, epochs=args.epochs)
-    target = args.out or DEFAULT_WEIGHTS
-    meta = {"dataset": ds.name, "dataset_version": ds.version, "dataset_options": json.dumps(ds.options()),
-            "content_hash": data_art.meta["content_hash"], "split": "train", "seed": str(args.seed),
-            "epochs": str(args.epochs), "labels": ",".join(sorted(labels))}
-    save_domain_net(net, Path(target), meta)
-    out.print(f"wrote {target}")
-    return 0
+    return command(args)
+
+
+def extractors_validate(args) -> int:
+    from ldbench.commands_extractors import extractors_validate as command
+
+    return command(args)

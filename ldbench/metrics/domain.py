@@ -12,9 +12,8 @@ change the features beyond rounding at the 1e-12 level.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,113 +142,14 @@ class DomainNet(nn.Module):
         return {name: head(z) for name, head in self.heads.items()}
 
 
-# --- training -------------------------------------------------------------------------------------
+# --- training (ldbench.metrics.domain_training) ----------------------------------------------------
 
 
-@dataclass
-class _Targets:
-    specs: list[HeadSpec] = field(default_factory=list)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+def train_domain_net(*args: Any, **kwargs: Any) -> DomainNet:
+    """ldbench.metrics.domain_training.train_domain_net: attribute, dataset and realism heads."""
+    from ldbench.metrics.domain_training import train_domain_net as train
 
-
-def _make_targets(labels: dict[str, np.ndarray], n: int) -> _Targets:
-    out = _Targets()
-    for name in sorted(labels):
-        col = np.asarray(labels[name])
-        if len(col) != n:
-            raise UserError(f"label column {name!r} has {len(col)} rows for {n} images")
-        if col.dtype.kind == "f":
-            if not np.all(np.isfinite(col)):
-                raise UserError(f"label column {name!r} contains NaN or infinite values")
-            mean, std = float(col.mean()), float(col.std())
-            std = std if std > 0 else 1.0
-            out.specs.append(HeadSpec(name, "regression", (), mean, std))
-            out.tensors[name] = torch.from_numpy(((col - mean) / std).astype(np.float32))
-        else:
-            values = col.astype(str)
-            classes = tuple(sorted(set(values.tolist())))
-            if len(classes) < 2:
-                raise UserError(f"label column {name!r} has a single value {classes[0]!r}: nothing to learn")
-            index = {c: i for i, c in enumerate(classes)}
-            out.specs.append(HeadSpec(name, "categorical", classes))
-            out.tensors[name] = torch.tensor([index[v] for v in values.tolist()], dtype=torch.long)
-    if not out.specs:
-        raise UserError("training the domain extractor needs at least one label column")
-    return out
-
-
-def train_domain_net(
-    images: np.ndarray,
-    labels: dict[str, np.ndarray],
-    seed: int,
-    epochs: int = 12,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    log: Callable[[str], None] | None = None,
-) -> DomainNet:
-    """Train a DomainNet on `images` (N, H, W) in [0, 1] to predict every label column.
-
-    Float columns: regression head, MSE on standardised values; other columns (str, bool, int):
-    categorical head, cross-entropy. Deterministic for a given seed on CPU (same thread count); the
-    global torch RNG is left untouched. About 1-2 s per epoch for 400 images on 2 cores.
-    """
-    if epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {epochs}")
-    x_np = check_images(images)
-    n = len(x_np)
-    if n < 2:
-        raise UserError(f"training the domain extractor needs at least 2 images, got {n}")
-    targets = _make_targets(labels, n)
-    x = to_input(x_np, torch.float32)
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = DomainNet(targets.specs)
-        gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-        steps_per_epoch = (n + batch_size - 1) // batch_size
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
-        )
-        net.train()
-        history: list[float] = []
-        for epoch in range(epochs):
-            perm = torch.randperm(n, generator=gen)
-            total = 0.0
-            for s in range(0, n, batch_size):
-                idx = perm[s : s + batch_size]
-                xb = x[idx]
-                # flips and small intensity jitter: the features should not hinge on orientation or gain
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-                gain = 1.0 + 0.1 * (torch.rand(len(idx), 1, 1, 1, generator=gen) - 0.5)
-                xb = xb * gain
-                out = net(xb)
-                loss = torch.zeros(())
-                for spec in targets.specs:
-                    y = targets.tensors[spec.name][idx]
-                    if spec.kind == "categorical":
-                        loss = loss + F.cross_entropy(out[spec.name], y)
-                    else:
-                        loss = loss + F.mse_loss(out[spec.name][:, 0], y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            history.append(total / n)
-            if log is not None:
-                log(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
-    net.eval()
-    net.meta = {
-        "seed": seed,
-        "epochs": epochs,
-        "n_images": n,
-        "final_loss": history[-1],
-        "train_seconds": round(time.perf_counter() - start, 1),
-    }
-    return net
+    return train(*args, **kwargs)
 
 
 # --- persistence (safetensors only) -------------------------------------------------------------

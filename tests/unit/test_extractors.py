@@ -275,7 +275,9 @@ def test_train_domain_net_is_deterministic_and_round_trips(tmp_path):
     b = train_domain_net(x, labels, seed=3, epochs=2, batch_size=8)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb), ka
-    assert {h.name: h.kind for h in a.head_specs} == {"age": "regression", "diagnosis": "categorical"}
+    assert {h.name: h.kind for h in a.head_specs} == {"age": "regression", "diagnosis": "categorical",
+                                                      "realism_kind": "categorical", "realism_severity": "regression"}
+    assert a.meta["realism"] and "warp" in a.meta["train_corruptions"]
 
     path = tmp_path / "w.safetensors"
     save_domain_net(a, path, {"dataset": "unit"})
