@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldbench.errors import UserError
+from ldbench.metrics.intervals import CI_RECENTRED, containing_bootstrap_ci
 from ldbench.metrics.math import (
-    bootstrap_ci,
     features_route_is_cheaper,
     frechet_distance,
     frechet_distance_from_features,
@@ -133,13 +133,16 @@ def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: 
 
     fd_name, kd_name = metric_names(extractor.family)
     kd_mean, kd_std = kernel_inception_distance(feats, ref_feats, k, evaluation.kid_subsets, seed)
+    fd_value = fd(feats)
     common = {"n": int(n), "n_reference": int(len(ref_feats)), "extractor": extractor.name,
-              "bootstrap": {"B": evaluation.bootstrap, "seed": seed, "resampled": "generated set"}}
+              "bootstrap": {"B": evaluation.bootstrap, "seed": seed, "resampled": "generated set"},
+              "ci_method": CI_RECENTRED}
     return [
-        {"metric": fd_name, "value": fd(feats), "ci95": list(bootstrap_ci(fd, feats, evaluation.bootstrap, seed)),
-         "rank_warning": note, **common},
+        {"metric": fd_name, "value": fd_value, "rank_warning": note, **common,
+         "ci95": list(containing_bootstrap_ci(fd, feats, evaluation.bootstrap, seed, estimate=fd_value,
+                                              lower_bound=0.0))},
         {"metric": kd_name, "value": kd_mean, "std": kd_std, "kid_subset_size": k, "kid_subsets": evaluation.kid_subsets,
-         "ci95": list(bootstrap_ci(kd, feats, evaluation.bootstrap, seed)), **common},
+         "ci95": list(containing_bootstrap_ci(kd, feats, evaluation.bootstrap, seed, estimate=kd_mean)), **common},
     ]
 
 
@@ -217,9 +220,11 @@ def feature_distance_metrics(
     common = {"n": int(n), "n_reference": int(ref_n), "extractor": extractor}
     boot = {"B": bootstrap, "seed": seed, "resampled": "generated set"}
     value = fd(feats, (mu, sigma) if mu is not None and sigma is not None else None)
-    ci = list(bootstrap_ci(fd, feats, bootstrap, seed)) if bootstrap > 0 else None
+    floor = None if family == "radiomics" else 0.0  # FRD is a log and may be negative; FD is not
+    ci = list(containing_bootstrap_ci(fd, feats, bootstrap, seed, estimate=value, lower_bound=floor)) \
+        if bootstrap > 0 else None
     records = [{"metric": fd_name, "value": value, "ci95": ci, "rank_warning": note, **common,
-                "bootstrap": boot, **extra}]
+                "bootstrap": boot, "ci_method": CI_RECENTRED if ci else None, **extra}]
     if kid:
         if ref_feats is None:
             raise UserError("the reference statistics hold no raw features, which a kernel distance (KID) needs; "
@@ -229,7 +234,8 @@ def feature_distance_metrics(
             return kernel_inception_distance(f, ref_feats, kid_subset_size, kid_subsets, seed)[0]
 
         kd_mean, kd_std = kernel_inception_distance(feats, ref_feats, kid_subset_size, kid_subsets, seed)
-        records.append({"metric": kd_name, "value": kd_mean, "ci95": list(bootstrap_ci(kd, feats, bootstrap, seed))
-                        if bootstrap > 0 else None, "std": kd_std, "kid_subset_size": kid_subset_size,
-                        "kid_subsets": kid_subsets, **common, "bootstrap": boot})
+        kd_ci = list(containing_bootstrap_ci(kd, feats, bootstrap, seed, estimate=kd_mean)) if bootstrap > 0 else None
+        records.append({"metric": kd_name, "value": kd_mean, "ci95": kd_ci, "std": kd_std,
+                        "kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets, **common, "bootstrap": boot,
+                        "ci_method": CI_RECENTRED if kd_ci else None})
     return records
