@@ -59,6 +59,7 @@ class Evaluation:
     lpips_backbone: str = ""  # local LPIPS weights (AlexNet features and the LPIPS linear layers);
     lpips_linear: str = ""  # without them LPIPS is skipped and the results say so
     significance: bool = True  # LD minus no-LD for every metric, with CI and p-value
+    multiple_comparisons: str = "holm"  # correction over all LD effects of a run: holm | bh | none
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,9 @@ def parse_suite(data: dict, name: str, src: str) -> Suite:
         if f.name in eval_raw and (type(eval_raw[f.name]) is not type(default)):
             raise UserError(f"{src}: evaluation.{f.name} must be of type {type(default).__name__}, "
                             f"got {eval_raw[f.name]!r}")
+    if eval_raw.get("multiple_comparisons", "holm") not in ("holm", "bh", "none"):
+        raise UserError(f"{src}: evaluation.multiple_comparisons must be holm, bh or none, "
+                        f"got {eval_raw['multiple_comparisons']!r}")
     from ldbench.drift import Drift
 
     drifts = []
