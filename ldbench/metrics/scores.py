@@ -41,6 +41,10 @@ METRICS: dict[str, MetricInfo] = {
     "kd": MetricInfo("KD", False, "{:.4f}", "Kernel distance on the named (non-Inception) extractor's features"),
     "frd": MetricInfo("FRD", False, "{:.3f}", "Fréchet Radiomic Distance: log of the Fréchet distance on radiomic "
                       "features z-scored against the reference (frd-score v1 convention)"),
+    "fid_inf": MetricInfo("FID∞", False, "{:.2f}", "FID extrapolated to infinitely many generated images "
+                          "(Chong & Forsyth 2020: intercept of FID against 1/N over subset sizes N)"),
+    "fd_inf": MetricInfo("FD∞", False, "{:.3f}", "Fréchet distance on the named extractor's features, extrapolated "
+                         "to infinitely many generated images (intercept of FD against 1/N)"),
     "precision": MetricInfo("Precision", True, "{:.3f}", "share of generated samples inside the reference k-NN manifold"),
     "recall": MetricInfo("Recall", True, "{:.3f}", "share of reference samples inside the generated k-NN manifold"),
     "density": MetricInfo("Density", True, "{:.3f}", "mean count of reference k-NN balls holding a generated sample, / k"),
@@ -101,7 +105,7 @@ def display_name(metric: str, extractor: str) -> str:
         base += f" ({metric.split(':', 1)[1]})"
     if info is not None and info.group != "realism":
         return base  # pixel / oracle / classifier metrics: no feature extractor involved
-    return base if metric in ("fid", "kid") and extractor == "inception" else f"{base} [{extractor}]"
+    return base if metric in ("fid", "kid", "fid_inf") and extractor == "inception" else f"{base} [{extractor}]"
 
 
 def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: int) -> list[dict]:

@@ -5,7 +5,7 @@ Which test (ldbench.metrics.significance):
   - per-item metrics (SSIM, PSNR, L1, CLD, oracle accuracy / MAE, composition, reversibility): bootstrap of
     the mean difference, paired over the same test items when both cells edited the same sources with the
     same targets, unpaired otherwise;
-  - set metrics (FD / KD, FID / KID): bootstrap of the difference, the statistic recomputed on each resample
+  - set metrics (FD / KD, FID / KID, FD∞ / FID∞): bootstrap of the difference, the statistic recomputed on each resample
     of the generated features (paired the same way), the reference fixed;
   - AUCs on the same test labels: DeLong's paired test (its CI from the DeLong covariance).
 Metrics whose per-item evidence is not kept (FRD, PRDC) are left out, never approximated.
@@ -53,6 +53,10 @@ def _set_statistic(metric: str, record: dict, stats, evaluation: Evaluation, see
             return frechet_distance(mu, sigma, stats.mu, stats.sigma)
 
         return fd
+    if metric in ("fd_inf", "fid_inf"):
+        from ldbench.metrics.extrapolation import fd_inf_statistic, options_from_details
+
+        return fd_inf_statistic(stats.mu, stats.sigma, options_from_details(record.get("details", {}), seed))
     if metric in ("kd", "kid") and stats.features is not None:
         k = int(record["details"].get("kid_subset_size", evaluation.kid_subset_size))
         subsets = int(record["details"].get("kid_subsets", evaluation.kid_subsets))
