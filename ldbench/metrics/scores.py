@@ -31,7 +31,7 @@ class MetricInfo:
     higher_is_better: bool
     fmt: str
     description: str
-    group: str = "realism"  # realism | identity | ground truth | effectiveness | axioms | utility (one table each)
+    group: str = "realism"  # realism | identity | ground truth | effectiveness | axioms | utility | diversity
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -75,6 +75,14 @@ METRICS: dict[str, MetricInfo] = {
                                  "metric name)", "axioms"),
     "reversibility_l1": MetricInfo("Reversibility L1", False, "{:.4f}", "L1 to the source after editing there and back",
                                    "axioms"),
+    # Diversity and memorization (ldbench.metrics.diversity); ":pixel" / ":feature" name the space.
+    "msssim_diversity": MetricInfo("MS-SSIM (pairs)", False, "{:.3f}", "mean MS-SSIM between random pairs of "
+                                   "generated images (3 scales at 64 px); lower = more diverse", "diversity"),
+    "memorization_ratio": MetricInfo("Memorization ratio", True, "{:.3f}", "mean distance of generated images to "
+                                     "their nearest train image / that of held-out real images (1: no copying, "
+                                     "0: copies)", "diversity"),
+    "copy_rate": MetricInfo("Copy rate", False, "{:.3f}", "share of generated images closer to a train image than "
+                            "5% of held-out real images are", "diversity"),
     "auc_real": MetricInfo("AUC real", True, "{:.3f}", "classifier trained on real images, tested on real", "utility"),
     "auc_synthetic": MetricInfo("AUC synthetic", True, "{:.3f}", "classifier trained on generated images only, "
                                 "tested on real", "utility"),

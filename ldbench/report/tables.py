@@ -170,6 +170,7 @@ TABLE_GROUPS = {
     "counterfactual": ("identity", "ground truth", "axioms"),
     "effectiveness": ("effectiveness",),
     "utility": ("utility",),
+    "diversity": ("diversity",),
 }
 
 
