@@ -64,6 +64,7 @@ class Evaluation:
     lpips_backbone: str = ""  # local LPIPS weights (AlexNet features and the LPIPS linear layers);
     lpips_linear: str = ""  # without them LPIPS is skipped and the results say so
     significance: bool = True  # LD minus no-LD for every metric, with CI and p-value
+    multiple_comparisons: str = "holm"  # correction over all LD effects of a run: holm | bh | none
 
 
 @dataclass(frozen=True)

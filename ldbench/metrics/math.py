@@ -4,7 +4,7 @@
 - `frechet_distance`: FID/FD that is never complex, NaN or negative, also for rank-deficient covariances.
 - `kernel_inception_distance`: KID/KD, the unbiased polynomial-kernel MMD^2 of torch-fidelity 0.4.0 with
   the same seeded subset sampling, so equal seeds give equal numbers.
-- `bootstrap_ci`: percentile interval over resamples of the generated set.
+- `bootstrap_ci`: percentile interval over resamples of the generated set (ldbench.metrics.intervals).
 - `prdc`: precision, recall, density, coverage (Naeem et al. 2020).
 """
 
@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 
 import numpy as np
 
 from ldbench.errors import UserError
+from ldbench.metrics.intervals import bootstrap_ci
 
 __all__ = [
     "RunningMoments",
@@ -312,40 +312,6 @@ def _subset_mmds_from_full_kernels(a: np.ndarray, b: np.ndarray, picks: tuple) -
     off_yy = ((s_b @ k_bb) * s_b).sum(axis=1) - s_b @ np.diag(k_bb)
     xy = ((s_a @ k_ab) * s_b).sum(axis=1)
     return (off_xx + off_yy) / (m * (m - 1)) - 2.0 * xy / (m * m)
-
-
-# --- Bootstrap ------------------------------------------------------------------------------------------
-
-
-def bootstrap_ci(
-    statistic: Callable[[np.ndarray], float],
-    features: np.ndarray,
-    n_boot: int,
-    seed: int,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile interval of `statistic` over `n_boot` resamples (rows, with replacement) of `features`.
-
-    `features` is the generated set; the reference stays fixed inside `statistic`. Seeded with
-    np.random.default_rng(seed), so equal seeds give equal intervals.
-    """
-    f = np.asarray(features)
-    if f.ndim < 1 or len(f) < 2:
-        raise ValueError(f"bootstrap needs at least 2 rows, got shape {f.shape}")
-    if n_boot < 1:
-        raise UserError(f"bootstrap needs at least 1 resample, got {n_boot}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"confidence level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    n = len(f)
-    values = np.empty(n_boot)
-    for i in range(n_boot):
-        values[i] = float(statistic(f[rng.integers(0, n, size=n)]))
-    if not np.all(np.isfinite(values)):
-        raise ValueError("bootstrap statistic returned NaN or infinite values")
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
 
 
 # --- Precision, recall, density, coverage ---------------------------------------------------------

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldbench.errors import UserError
+from ldbench.metrics.intervals import CI_RECENTRED, containing_bootstrap_ci
 from ldbench.metrics.math import (
-    bootstrap_ci,
     features_route_is_cheaper,
     frechet_distance,
     frechet_distance_from_features,
@@ -31,7 +31,7 @@ class MetricInfo:
     higher_is_better: bool
     fmt: str
     description: str
-    group: str = "realism"  # realism | identity | ground truth | effectiveness | axioms | utility (one table each)
+    group: str = "realism"  # realism | identity | ground truth | effectiveness | axioms | utility | diversity
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -41,6 +41,10 @@ METRICS: dict[str, MetricInfo] = {
     "kd": MetricInfo("KD", False, "{:.4f}", "Kernel distance on the named (non-Inception) extractor's features"),
     "frd": MetricInfo("FRD", False, "{:.3f}", "Fréchet Radiomic Distance: log of the Fréchet distance on radiomic "
                       "features z-scored against the reference (frd-score v1 convention)"),
+    "fid_inf": MetricInfo("FID∞", False, "{:.2f}", "FID extrapolated to infinitely many generated images "
+                          "(Chong & Forsyth 2020: intercept of FID against 1/N over subset sizes N)"),
+    "fd_inf": MetricInfo("FD∞", False, "{:.3f}", "Fréchet distance on the named extractor's features, extrapolated "
+                         "to infinitely many generated images (intercept of FD against 1/N)"),
     "precision": MetricInfo("Precision", True, "{:.3f}", "share of generated samples inside the reference k-NN manifold"),
     "recall": MetricInfo("Recall", True, "{:.3f}", "share of reference samples inside the generated k-NN manifold"),
     "density": MetricInfo("Density", True, "{:.3f}", "mean count of reference k-NN balls holding a generated sample, / k"),
@@ -71,6 +75,14 @@ METRICS: dict[str, MetricInfo] = {
                                  "metric name)", "axioms"),
     "reversibility_l1": MetricInfo("Reversibility L1", False, "{:.4f}", "L1 to the source after editing there and back",
                                    "axioms"),
+    # Diversity and memorization (ldbench.metrics.diversity); ":pixel" / ":feature" name the space.
+    "msssim_diversity": MetricInfo("MS-SSIM (pairs)", False, "{:.3f}", "mean MS-SSIM between random pairs of "
+                                   "generated images (3 scales at 64 px); lower = more diverse", "diversity"),
+    "memorization_ratio": MetricInfo("Memorization ratio", True, "{:.3f}", "mean distance of generated images to "
+                                     "their nearest train image / that of held-out real images (1: no copying, "
+                                     "0: copies)", "diversity"),
+    "copy_rate": MetricInfo("Copy rate", False, "{:.3f}", "share of generated images closer to a train image than "
+                            "5% of held-out real images are", "diversity"),
     "auc_real": MetricInfo("AUC real", True, "{:.3f}", "classifier trained on real images, tested on real", "utility"),
     "auc_synthetic": MetricInfo("AUC synthetic", True, "{:.3f}", "classifier trained on generated images only, "
                                 "tested on real", "utility"),
@@ -109,7 +121,7 @@ def display_name(metric: str, extractor: str) -> str:
         base += f" ({metric.split(':', 1)[1]})"
     if info is not None and info.group != "realism":
         return base  # pixel / oracle / classifier metrics: no feature extractor involved
-    return base if metric in ("fid", "kid") and extractor == "inception" else f"{base} [{extractor}]"
+    return base if metric in ("fid", "kid", "fid_inf") and extractor == "inception" else f"{base} [{extractor}]"
 
 
 def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: int) -> list[dict]:
@@ -141,13 +153,16 @@ def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: 
 
     fd_name, kd_name = metric_names(extractor.family)
     kd_mean, kd_std = kernel_inception_distance(feats, ref_feats, k, evaluation.kid_subsets, seed)
+    fd_value = fd(feats)
     common = {"n": int(n), "n_reference": int(len(ref_feats)), "extractor": extractor.name,
-              "bootstrap": {"B": evaluation.bootstrap, "seed": seed, "resampled": "generated set"}}
+              "bootstrap": {"B": evaluation.bootstrap, "seed": seed, "resampled": "generated set"},
+              "ci_method": CI_RECENTRED}
     return [
-        {"metric": fd_name, "value": fd(feats), "ci95": list(bootstrap_ci(fd, feats, evaluation.bootstrap, seed)),
-         "rank_warning": note, **common},
+        {"metric": fd_name, "value": fd_value, "rank_warning": note, **common,
+         "ci95": list(containing_bootstrap_ci(fd, feats, evaluation.bootstrap, seed, estimate=fd_value,
+                                              lower_bound=0.0))},
         {"metric": kd_name, "value": kd_mean, "std": kd_std, "kid_subset_size": k, "kid_subsets": evaluation.kid_subsets,
-         "ci95": list(bootstrap_ci(kd, feats, evaluation.bootstrap, seed)), **common},
+         "ci95": list(containing_bootstrap_ci(kd, feats, evaluation.bootstrap, seed, estimate=kd_mean)), **common},
     ]
 
 
@@ -225,9 +240,11 @@ def feature_distance_metrics(
     common = {"n": int(n), "n_reference": int(ref_n), "extractor": extractor}
     boot = {"B": bootstrap, "seed": seed, "resampled": "generated set"}
     value = fd(feats, (mu, sigma) if mu is not None and sigma is not None else None)
-    ci = list(bootstrap_ci(fd, feats, bootstrap, seed)) if bootstrap > 0 else None
+    floor = None if family == "radiomics" else 0.0  # FRD is a log and may be negative; FD is not
+    ci = list(containing_bootstrap_ci(fd, feats, bootstrap, seed, estimate=value, lower_bound=floor)) \
+        if bootstrap > 0 else None
     records = [{"metric": fd_name, "value": value, "ci95": ci, "rank_warning": note, **common,
-                "bootstrap": boot, **extra}]
+                "bootstrap": boot, "ci_method": CI_RECENTRED if ci else None, **extra}]
     if kid:
         if ref_feats is None:
             raise UserError("the reference statistics hold no raw features, which a kernel distance (KID) needs; "
@@ -237,7 +254,8 @@ def feature_distance_metrics(
             return kernel_inception_distance(f, ref_feats, kid_subset_size, kid_subsets, seed)[0]
 
         kd_mean, kd_std = kernel_inception_distance(feats, ref_feats, kid_subset_size, kid_subsets, seed)
-        records.append({"metric": kd_name, "value": kd_mean, "ci95": list(bootstrap_ci(kd, feats, bootstrap, seed))
-                        if bootstrap > 0 else None, "std": kd_std, "kid_subset_size": kid_subset_size,
-                        "kid_subsets": kid_subsets, **common, "bootstrap": boot})
+        kd_ci = list(containing_bootstrap_ci(kd, feats, bootstrap, seed, estimate=kd_mean)) if bootstrap > 0 else None
+        records.append({"metric": kd_name, "value": kd_mean, "ci95": kd_ci, "std": kd_std,
+                        "kid_subset_size": kid_subset_size, "kid_subsets": kid_subsets, **common, "bootstrap": boot,
+                        "ci_method": CI_RECENTRED if kd_ci else None})
     return records

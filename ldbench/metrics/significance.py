@@ -17,6 +17,10 @@ Which test is used where, and why:
   that does not rely on asymptotic normality (small or degenerate samples). Single AUCs get a
   *stratified* bootstrap CI (`auc_with_ci`) so that every resample has both classes.
 
+- Many tests at once (every LD effect of a run): `adjust_p_values`, Holm's step-down correction
+  (controls the family-wise error rate under any dependence) or Benjamini-Hochberg (false discovery
+  rate, for independent or positively dependent tests).
+
 All bootstraps use `np.random.default_rng(seed)`: equal seeds give equal numbers.
 """
 
@@ -34,6 +38,8 @@ from ldbench.errors import UserError
 from ldbench.metrics.math import finite_array
 
 __all__ = [
+    "P_ADJUST_METHODS",
+    "adjust_p_values",
     "auc_with_ci",
     "binary_auc",
     "delong_test",
@@ -299,3 +305,43 @@ def paired_bootstrap_difference(
         "seed": seed,
         "level": level,
     }
+
+
+# --- Multiple comparisons --------------------------------------------------------------------------
+
+P_ADJUST_METHODS = ("holm", "bh", "none")
+
+
+def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
+    """p-values adjusted for testing them all at once, in the input order.
+
+    - "holm": Holm (1979), Scand. J. Statist. 6:65, step-down Bonferroni: sorted ascending, the i-th
+      (1-based) of m gets max over j <= i of min(1, (m - j + 1) p_(j)). Controls the family-wise error
+      rate at alpha (p_adjusted < alpha) under any dependence between the tests.
+    - "bh": Benjamini & Hochberg (1995), JRSS B 57:289, step-up: the i-th gets min over j >= i of
+      min(1, m p_(j) / j). Controls the false discovery rate for independent or positively
+      dependent tests.
+    - "none": the p-values unchanged.
+    Equal to statsmodels' multipletests(p, method="holm" / "fdr_bh")[1]. An empty input gives an
+    empty array.
+    """
+    if method not in P_ADJUST_METHODS:
+        raise UserError(f"unknown multiple-comparison correction {method!r}; use one of {', '.join(P_ADJUST_METHODS)}")
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"p-values must be 1-D, got shape {p.shape}")
+    if np.any(~np.isfinite(p)) or np.any((p < 0.0) | (p > 1.0)):
+        raise ValueError("p-values must be finite and in [0, 1]")
+    m = len(p)
+    if method == "none" or m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    rank = np.arange(1, m + 1)
+    if method == "holm":
+        adjusted = np.maximum.accumulate(np.minimum(1.0, (m - rank + 1) * ranked))
+    else:
+        adjusted = np.minimum.accumulate(np.minimum(1.0, m * ranked / rank)[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = adjusted
+    return out

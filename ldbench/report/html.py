@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ldbench.drift import Drift
 from ldbench.metrics.scores import display_name, is_floor, metric_info
 from ldbench.report import plots
-from ldbench.report.tables import effects_rows, row_order, summarize
+from ldbench.report.tables import correction_text, effects_rows, row_order, summarize
 
 
 def _data_uri(png: bytes) -> str:
@@ -225,6 +225,7 @@ def render_report(inputs: dict) -> str:
         sweep_figures=_sweep_figures(records),
         roc_figures=_roc_figures(inputs.get("roc", [])),
         effect_rows=effects_rows(inputs.get("effects", [])),
+        effects_correction=correction_text(inputs.get("effects", [])),
         notes=sorted({n for r in records for n in r["provenance"].get("notes", [])}),
         stand_in=any(e != "inception" for e in extractors),
         extractors=extractors,

@@ -192,6 +192,7 @@ TABLE_GROUPS = {
     "counterfactual": ("identity", "ground truth", "axioms"),
     "effectiveness": ("effectiveness",),
     "utility": ("utility",),
+    "diversity": ("diversity",),
 }
 
 
@@ -225,21 +226,39 @@ def effects_rows(effects: list[dict]) -> list[dict]:
             "no_ld": fmt.format(e["no_ld_value"]), "ld": fmt.format(e["ld_value"]),
             "difference": fmt.format(e["difference"]),
             "ci": f"[{fmt.format(e['ci95'][0])}, {fmt.format(e['ci95'][1])}]" if e.get("ci95") else "—",
-            "p": f"{e['p_value']:.3g}", "significant": "yes" if e["significant"] else "no",
+            "p": f"{e['p_value']:.3g}",
+            "p_adjusted": f"{e['p_adjusted']:.3g}" if e.get("p_adjusted") is not None else "—",
+            "significant": "yes" if e["significant"] else "no",
             "better": better or "—", "test": e["test"],
         })
     return rows
 
 
+CORRECTION_NAMES = {"holm": "Holm (family-wise error rate)", "bh": "Benjamini–Hochberg (false discovery rate)",
+                    "none": "none"}
+
+
+def correction_text(effects: list[dict]) -> str:
+    """How the effects' significance was decided, for captions: the correction and the family size."""
+    methods = sorted({e.get("correction") for e in effects if e.get("correction")})
+    if not methods:
+        return "Significant: the 95% CI excludes 0 (no multiple-comparison correction)."
+    name = ", ".join(CORRECTION_NAMES.get(m, m) for m in methods)
+    if methods == ["none"]:
+        return "Significant: p < 0.05, not corrected for multiple comparisons."
+    return (f"Adjusted p: {name} correction over all {len(effects)} LD effects of the run (one family); "
+            "significant: adjusted p < 0.05. The CI and raw p are per comparison, uncorrected.")
+
+
 def effects_table_markdown(effects: list[dict]) -> str:
     head = ["dataset", "editor", "method", "seed", "drift", "metric", "no LD", "LD", "LD − no LD", "95% CI", "p",
-            "significant", "better", "test"]
+            "adjusted p", "significant", "better", "test"]
     keys = ["dataset", "editor", "method", "seed", "drift", "metric", "no_ld", "ld", "difference", "ci", "p",
-            "significant", "better", "test"]
+            "p_adjusted", "significant", "better", "test"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in effects_rows(effects):
         lines.append("| " + " | ".join(str(row[k]) for k in keys) + " |")
     return "\n".join(lines) + ("\n\nEach row compares a Latent Drifting cell with the no-LD cell of the same dataset, "
                                "method, editor and seed. CI and p: paired bootstrap over the same test items where "
                                "both cells edit the same sources (unpaired otherwise), DeLong for AUCs. "
-                               "Significant: the 95% CI excludes 0.\n")
+                               f"{correction_text(effects)}\n")

@@ -5,10 +5,15 @@ Which test (ldbench.metrics.significance):
   - per-item metrics (SSIM, PSNR, L1, CLD, oracle accuracy / MAE, composition, reversibility): bootstrap of
     the mean difference, paired over the same test items when both cells edited the same sources with the
     same targets, unpaired otherwise;
-  - set metrics (FD / KD, FID / KID): bootstrap of the difference, the statistic recomputed on each resample
+  - set metrics (FD / KD, FID / KID, FD∞ / FID∞): bootstrap of the difference, the statistic recomputed on each resample
     of the generated features (paired the same way), the reference fixed;
   - AUCs on the same test labels: DeLong's paired test (its CI from the DeLong covariance).
 Metrics whose per-item evidence is not kept (FRD, PRDC) are left out, never approximated.
+
+Multiple comparisons: the family is every LD effect of one run (all datasets, methods, editors, seeds, drifts
+and metrics together). Each effect keeps its raw p_value and CI and gains p_adjusted (Holm by default,
+evaluation.multiple_comparisons: holm | bh | none); `significant` is p_adjusted < 0.05, so a run that tests
+forty effects does not report about two of them as significant by chance alone.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ def _set_statistic(metric: str, record: dict, stats, evaluation: Evaluation, see
             return frechet_distance(mu, sigma, stats.mu, stats.sigma)
 
         return fd
+    if metric in ("fd_inf", "fid_inf"):
+        from ldbench.metrics.extrapolation import fd_inf_statistic, options_from_details
+
+        return fd_inf_statistic(stats.mu, stats.sigma, options_from_details(record.get("details", {}), seed))
     if metric in ("kd", "kid") and stats.features is not None:
         k = int(record["details"].get("kid_subset_size", evaluation.kid_subset_size))
         subsets = int(record["details"].get("kid_subsets", evaluation.kid_subsets))
@@ -110,8 +119,26 @@ def compare_cells(ld: CellEvidence, base: CellEvidence, evaluation: Evaluation) 
     return out
 
 
+ALPHA = 0.05  # significance level of the corrected p-values
+
+
+def correct_effects(effects: list[dict], method: str) -> list[dict]:
+    """Adds p_adjusted (over all of `effects`, one family), correction, family_size and
+    significant = p_adjusted < ALPHA to each effect, in place; returns `effects`."""
+    from ldbench.metrics.significance import adjust_p_values
+
+    adjusted = adjust_p_values([e["p_value"] for e in effects], method)
+    for e, p in zip(effects, adjusted, strict=True):
+        e["p_adjusted"] = float(p)
+        e["correction"] = method
+        e["family_size"] = len(effects)
+        e["significant"] = bool(p < ALPHA)
+    return effects
+
+
 def ld_effects(cells: list[CellEvidence], evaluation: Evaluation) -> list[dict]:
-    """Every LD cell against the no-LD cell of the same dataset, method, editor and seed."""
+    """Every LD cell against the no-LD cell of the same dataset, method, editor and seed; p-values corrected
+    over all of them (evaluation.multiple_comparisons)."""
     baselines = {(c.dataset, c.method, c.editor, c.seed): c for c in cells if not c.drift.uses_ld}
     effects = []
     for cell in cells:
@@ -120,4 +147,4 @@ def ld_effects(cells: list[CellEvidence], evaluation: Evaluation) -> list[dict]:
         base = baselines.get((cell.dataset, cell.method, cell.editor, cell.seed))
         if base is not None:
             effects += compare_cells(cell, base, evaluation)
-    return effects
+    return correct_effects(effects, getattr(evaluation, "multiple_comparisons", "holm"))

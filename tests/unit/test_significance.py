@@ -176,3 +176,46 @@ def test_paired_bootstrap_unpaired_sizes_and_errors():
         paired_bootstrap_difference(lambda i: float("nan"), lambda i: 0.0, 10, 5, seed=0)
     with pytest.raises(UserError):
         paired_bootstrap_difference(lambda i: 0.0, lambda i: 0.0, 10, 0, seed=0)
+
+
+# --- multiple comparisons --------------------------------------------------------------------------
+
+
+def test_adjust_p_values_hand_computed():
+    from ldbench.metrics.significance import adjust_p_values
+
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running max 0.02, 0.03,
+    # 0.06, 0.06; back in input order:
+    assert adjust_p_values(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # BH: 4 p / rank = 0.02, 0.02, 0.04, 0.04; running min from the largest: unchanged; input order:
+    assert adjust_p_values(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert adjust_p_values(p, "none") == pytest.approx(p)
+    assert adjust_p_values([0.5, 0.9], "holm") == pytest.approx([1.0, 1.0])  # capped at 1
+    assert adjust_p_values([], "holm").shape == (0,)
+    with pytest.raises(UserError):
+        adjust_p_values(p, "bonferroni-ish")
+    with pytest.raises(ValueError):
+        adjust_p_values([0.1, 1.5], "holm")
+
+
+@pytest.mark.parametrize("method,sm_method", [("holm", "holm"), ("bh", "fdr_bh")])
+def test_adjust_p_values_match_statsmodels(method, sm_method):
+    from ldbench.metrics.significance import adjust_p_values
+
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p = np.random.default_rng(4).uniform(0, 0.2, size=40)
+    p[[3, 9]] = p[5]  # ties
+    assert adjust_p_values(p, method) == pytest.approx(multitest.multipletests(p, method=sm_method)[1], abs=1e-12)
+
+
+def test_adjust_p_values_keep_order_and_dominate_raw():
+    from ldbench.metrics.significance import adjust_p_values
+
+    p = np.random.default_rng(5).uniform(size=50)
+    for method in ("holm", "bh"):
+        adj = adjust_p_values(p, method)
+        assert np.all(adj >= p - 1e-15) and np.all(adj <= 1.0)
+        order = np.argsort(p)
+        assert np.all(np.diff(adj[order]) >= -1e-15)  # monotone in the raw p
+    assert np.all(adjust_p_values(p, "bh") <= adjust_p_values(p, "holm") + 1e-15)
