@@ -97,7 +97,7 @@ def test_ld_effects_test_fd_inf_as_a_set_statistic():
         details = {k: v for k, v in rec.items() if k not in ("metric", "value", "ci95", "n", "extractor")}
         return CellEvidence(dataset="d", method="m", editor="e", seed=0, drift=drift,
                             records=[{**{k: rec[k] for k in ("metric", "value", "n", "extractor")}, "details": details}],
-                            items={}, features=f, pairing="same", stats=Stats())
+                            items={}, features={"domain": f}, pairing="same", stats={"domain": Stats()})
 
     effects = ld_effects([cell(NO_DRIFT, base), cell(Drift(0.1, train="noise", sample="init"), base + 1.0)],
                          Evaluation(bootstrap=40))
