@@ -149,13 +149,18 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="disturbance test: does the extractor's distance grow with noise, blur, ... (exit 1 if not)",
         description="The disturbance test of Heusel et al. 2017: the dataset's val split, disturbed at increasing "
         "levels (Gaussian noise, blur, black rectangles, swirl, salt-and-pepper, contamination with the other "
-        "embedded dataset), scored with the Fréchet distance on the extractor's features against the test split; "
-        "both splits subsampled to the same n. Passes when every disturbance's distance rises level by level and "
-        "exceeds the real val split's (the floor) from the second level on. Writes validation.json, .md, .png.")
+        "embedded dataset), scored with the Fréchet distance on the extractor's features against the test split. The held-out set has "
+        "the size of the test split, as a generated set does (a smaller set's floor is noisier and biased upward): "
+        "the val split, topped up with newly rendered subjects of a synthetic dataset (the same generative model "
+        "with another seed), exactly like the held-out floor of `ldbench run`; --n takes seeded subsets of n "
+        "images of both sets instead. Passes when every disturbance's distance rises level by level and "
+        "exceeds the undisturbed held-out set's (the floor) from the second level on. "
+        "Writes validation.json, .md, .png.")
     va.add_argument("--dataset", required=True, help="dataset name, e.g. synth-brain or synth-cxr")
     va.add_argument("--extractor", default="domain", help="feature extractor (default domain)")
     va.add_argument("--out", type=Path, help="output directory (default: reports/validate-EXTRACTOR-DATASET)")
-    va.add_argument("--n", type=int, help="images per set (default and maximum: the smaller of val and test)")
+    va.add_argument("--n", type=int, help="images per set (default and maximum: the size of the test split; the held-out set is "
+                    "the val split topped up with newly rendered subjects)")
     va.add_argument("--seed", type=int, default=0, help="seed of the subsets and disturbances (default 0)")
     va.add_argument("--weights", dest="extractor_weights",
                     help="weights of the domain extractor (.safetensors) or of dinov2/clip (as for `ldbench fid`)")

@@ -80,9 +80,28 @@ def _split_images(ctx, name: str, split: str):
     return stages.load_table(stages.dataset_stage(ctx, ds)).split(split).images
 
 
+def _validation_sets(ctx, name: str, n: int | None):
+    """The test split of `name` and a held-out set of `n` images (default: the test split's size): the val
+    split, topped up with newly rendered subjects of a synthetic dataset (ldbench.runner.floor.floor_images,
+    the held-out floor of a suite run); with a note saying what the held-out set holds."""
+    from ldbench.config import Component
+    from ldbench.runner import stages
+    from ldbench.runner.floor import floor_images
+
+    ds = stages.make_dataset(Component(name))
+    data_art = stages.dataset_stage(ctx, ds)
+    test = stages.load_table(data_art).split("test").images
+    if n is not None and n > len(test):
+        raise UserError(f"--n must be in 2..{len(test)} (the size of the test split), got {n}")
+    held, source = floor_images(ds, data_art, len(test) if n is None else int(n))
+    return test, held, source
+
+
 def extractors_validate(args) -> int:
     """`ldbench extractors validate`: the disturbance test (ldbench.metrics.validation) of an extractor on a
-    dataset: its val split, disturbed, against its test split; exit 0 on a pass, 1 on a failure."""
+    dataset: a held-out set the size of the test split (the val split topped up with newly rendered subjects,
+    as the held-out floor of a suite run: ldbench.runner.floor.floor_images), disturbed, against the test
+    split; exit 0 on a pass, 1 on a failure."""
     from ldbench.data import DATASETS
     from ldbench.metrics.validation import matched_subsets, validate_extractor, verdict, write_validation
     from ldbench.runner import stages
@@ -94,13 +113,14 @@ def extractors_validate(args) -> int:
     options = {"weights_path": args.extractor_weights} if getattr(args, "extractor_weights", None) else {}
     extractor = _extractor(args.extractor, args, **options)
     ctx = stages.Context(store=Store(resolve_cache_dir(args.cache_dir)))
-    reference, heldout = matched_subsets(_split_images(ctx, args.dataset, "test"),
-                                         _split_images(ctx, args.dataset, "val"), args.n, args.seed)
+    test, held, held_source = _validation_sets(ctx, args.dataset, args.n)
+    reference, heldout = matched_subsets(test, held, min(len(test) if args.n is None else args.n, len(held)),
+                                         args.seed)
     other_name = OTHER_DATASET.get(args.dataset, "synth-brain")
     other = _split_images(ctx, other_name, "test")
     result = validate_extractor(extractor, reference, heldout, other, seed=args.seed, dataset=args.dataset)
     result["contamination_dataset"] = f"{other_name} (test split)"
-    result["splits"] = {"reference": "test", "heldout": "val"}
+    result["splits"] = {"reference": "test", "heldout": "val", "heldout_images": held_source}
     paths = write_validation(result, args.out or Path.cwd() / "reports" / f"validate-{args.extractor}-{args.dataset}")
     from rich.markup import escape
 

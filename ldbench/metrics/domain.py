@@ -25,7 +25,7 @@ from torch import nn
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "domain-synth-brain.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "domain-embedded.safetensors"
 INPUT_SIZE = 64
 FEATURE_DIM = 64
 FORMAT = "ldbench-domain-net/1"

@@ -5,6 +5,14 @@ each disturbed set is scored against the reference split with the distance the s
 Fréchet distance on the extractor's features: FD, FID, or FRD for radiomics; ldbench.metrics.scores).
 The undisturbed held-out set, of the same size, gives the floor: what real images score.
 
+Sample size. The test compares sets of the size a generated set has: the test split's (`ldbench
+extractors validate` defaults to it). The val split is smaller (synth-brain 60 vs 120, synth-cxr 40 vs 80)
+and a Fréchet distance of fewer images is noisier and biased upward, which lifts the floor over mild
+disturbances. So the held-out set is the val split topped up with newly rendered subjects of the same
+synthetic dataset (another seed: ldbench.runner.floor.floor_images, the held-out floor of a suite run), and
+every disturbed set is made from that same held-out set. `--n` chooses a smaller n (seeded subsets of both
+sets).
+
 Pass rule, per disturbance: the distance rises strictly from each level to the next, and every level
 from the second on scores above the floor (the first, mildest level may sit within sampling noise of
 it). The extractor passes when every disturbance passes.
@@ -28,7 +36,8 @@ FORMAT = "ldbench-extractor-validation/1"
 
 
 def matched_subsets(reference: np.ndarray, heldout: np.ndarray, n: int | None, seed: int) -> tuple[np.ndarray, ...]:
-    """Seeded subsets of `n` images of each set (n defaults to, and may not exceed, the smaller set),
+    """Seeded subsets of `n` images of each set (n defaults to, and may not exceed, the smaller set; at that
+    size the larger set is subsampled and the smaller one kept whole),
     so that the floor and every disturbed set are scored at the same sample size."""
     most = min(len(reference), len(heldout))
     n = most if n is None else int(n)
