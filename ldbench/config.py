@@ -65,6 +65,8 @@ class Evaluation:
     lpips_linear: str = ""  # without them LPIPS is skipped and the results say so
     significance: bool = True  # LD minus no-LD for every metric, with CI and p-value
     multiple_comparisons: str = "holm"  # correction over all LD effects of a run: holm | bh | none
+    fid_infinity: bool = False  # also FID∞ / FD∞ (Chong & Forsyth 2020): B x 15 Fréchet distances per set
+    diversity: bool = True  # MS-SSIM diversity and memorization (nearest train image) of every generated set
 
 
 @dataclass(frozen=True)

@@ -157,13 +157,20 @@ def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: 
     common = {"n": int(n), "n_reference": int(len(ref_feats)), "extractor": extractor.name,
               "bootstrap": {"B": evaluation.bootstrap, "seed": seed, "resampled": "generated set"},
               "ci_method": CI_RECENTRED}
-    return [
+    records = [
         {"metric": fd_name, "value": fd_value, "rank_warning": note, **common,
          "ci95": list(containing_bootstrap_ci(fd, feats, evaluation.bootstrap, seed, estimate=fd_value,
                                               lower_bound=0.0))},
         {"metric": kd_name, "value": kd_mean, "std": kd_std, "kid_subset_size": k, "kid_subsets": evaluation.kid_subsets,
          "ci95": list(containing_bootstrap_ci(kd, feats, evaluation.bootstrap, seed, estimate=kd_mean)), **common},
     ]
+    if getattr(evaluation, "fid_infinity", False):
+        from ldbench.metrics.extrapolation import ExtrapolationOptions, fd_inf_record
+
+        records.append({**fd_inf_record(feats, ref_mu, ref_sigma, extractor=extractor.name, family=extractor.family,
+                                        options=ExtrapolationOptions(n_boot=evaluation.bootstrap, seed=seed)),
+                        "n_reference": int(len(ref_feats))})
+    return records
 
 
 def prdc_metrics(feats: np.ndarray, ref_feats: np.ndarray, k: int = 5) -> list[dict]:

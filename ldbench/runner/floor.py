@@ -25,7 +25,7 @@ from ldbench.metrics.scores import FLOOR_EDITOR, FLOOR_METHOD
 from ldbench.runner.store import Artifact
 
 FLOOR_SPLIT = "val"  # tune-delta and the oracles' epoch choice read it; fine-tuning never does
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"  # 2: topped up to the generated-set size; keeps its images and features
 
 
 HELDOUT_SEED_OFFSET = 1_000_003  # a synthetic dataset's extra subjects: another seed, the same generative model
@@ -76,6 +76,8 @@ def heldout_metrics_stage(ctx, data: tuple, reference: tuple, extractor, evaluat
         for m in metrics:
             m["images"] = source
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        np.savez(tmp / "heldout.npz", images=np.asarray(images, dtype=np.float64),
+                 features=np.asarray(feats, dtype=np.float64))  # the memorization metrics' reference
         return {"n_metrics": len(metrics), "n_images": int(len(images))}
 
     return ctx.store.get_or_build("heldout-metrics", STAGE_VERSION, config, [data_art], build)

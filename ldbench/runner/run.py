@@ -12,17 +12,19 @@ import numpy as np
 
 from ldbench.config import Suite
 from ldbench.errors import UserError
-from ldbench.fsutil import atomic_write_text
 from ldbench.hashing import stable_hash
 from ldbench.progress import console, escape
 from ldbench.runner import counterfactual as cf_stages
 from ldbench.runner import stages
+from ldbench.runner.diversity_stage import load_diversity
 from ldbench.runner.effects import CellEvidence, ld_effects
+from ldbench.runner.outputs import (
+    RESULTS_SCHEMA,  # noqa: E402,F401  (re-exported)
+    write_outputs,
+)
 from ldbench.runner.provenance import environment, new_run_id
 from ldbench.runner.store import Artifact, Store
 from ldbench.suite_checks import check_table_for_suite
-
-RESULTS_SCHEMA = "ldbench.results/1"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class Shared:
     latents: dict  # dataset Component -> latents artifact (the test split's autoencoder latents)
     env: dict
     threads: int  # torch threads of the driver; workers use the same, so numbers match across executors
+    floors: dict = dataclasses.field(default_factory=dict)  # (dataset Component, extractor, seed) -> floor artifact
+    train_features: dict = dataclasses.field(default_factory=dict)  # dataset Component -> first extractor's
 
 
 @dataclass
@@ -202,7 +206,9 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
 
 
 def _floor(suite: Suite, ctx: stages.Context, shared: Shared, extractors: dict, log_stage) -> list[dict]:
-    """The real held-out floor of every dataset × extractor × seed (ldbench.runner.floor)."""
+    """The real held-out floor of every dataset × extractor × seed (ldbench.runner.floor), kept in `shared`;
+    with evaluation.diversity also the train split's features on the first extractor (memorization)."""
+    from ldbench.runner.diversity_stage import split_features_stage
     from ldbench.runner.floor import FLOOR_SPLIT, floor_records, heldout_metrics_stage
 
     records = []
@@ -212,11 +218,17 @@ def _floor(suite: Suite, ctx: stages.Context, shared: Shared, extractors: dict, 
                 art = heldout_metrics_stage(ctx, (ds, data_art), references[name], extractor, suite.evaluation,
                                             seed, int(data_art.meta["n_test"]))
                 log_stage()
+                shared.floors[(spec, name, seed)] = art
                 provenance = {"suite": suite.name, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
                               "resolved_config": suite.to_dict(), "seeds": {"bootstrap": seed, "kid_subsets": seed},
                               "reference_stats": references[name][1], "extractor": extractor.describe(),
                               "environment": shared.env, "torch_threads": shared.threads}
                 records += floor_records(ds.name, seed, art, provenance)
+        if suite.evaluation.diversity:
+            first = extractors[suite.evaluation.extractors[0]]
+            shared.train_features[spec] = split_features_stage(ctx, data_art, "train", first,
+                                                               suite.evaluation.batch_size)
+            log_stage()
     return records
 
 
@@ -268,6 +280,13 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
             metrics += json.loads(art.file("metrics.json").read_text())
             items.update(cf_stages.load_items(art))
             notes += art.meta.get("notes", [])
+    if ev.diversity:
+        art = _diversity(ctx, shared, cell, gen, features, extractors[ev.extractors[0]], ev)
+        log_stage()
+        artifacts["diversity"] = art.key
+        records, evidence_items = load_diversity(art)
+        metrics += records
+        items.update(evidence_items)
     provenance = {
         "suite": suite.name,
         "cell": {"dataset": dataclasses.asdict(cell.dataset), "method": dataclasses.asdict(cell.method),
@@ -314,6 +333,16 @@ def _realism_metrics(ctx, gen, references: dict, extractors: dict, ev, seed: int
     return metrics, features
 
 
+def _diversity(ctx, shared: Shared, cell, gen, features: dict, extractor, ev) -> Artifact:
+    """The diversity/memorization stage of a cell's generated set on the suite's first extractor."""
+    from ldbench.runner.diversity_stage import diversity_stage
+
+    data_art = shared.datasets[cell.dataset][1]
+    heldout = shared.floors[(cell.dataset, ev.extractors[0], cell.seed)]
+    return diversity_stage(ctx, gen, features[extractor.name], (data_art, shared.train_features[cell.dataset]),
+                           heldout, extractor, ev, cell.seed)
+
+
 def _record(dataset: str, cell, m: dict, provenance: dict) -> dict:
     """One tidy record of a cell's metric `m`."""
     return {"dataset": dataset, "method": cell.method.name, "drift": cell.drift.to_dict(), "seed": cell.seed,
@@ -356,57 +385,3 @@ def _counterfactual_evaluation(ctx, ev, cell, ds, data_art, base, ft, editor_mod
         out["utility"] = cf_stages.utility_stage(ctx, ds, data_art, gen_train, real, ev, cell.seed)
         log_stage()
     return out
-
-
-def write_outputs(suite: Suite, opts: RunOptions, records: list[dict], effects: list[dict], base: Artifact,
-                  latents: dict, generated: list[dict], env: dict, log, roc: list[dict] = ()) -> None:
-    """results.json, tables/*.md and report.html. `roc`: [{title, curves: {metric: (y_true, score)}}] of the
-    AUC metrics (effectiveness oracles, AUC protocol) for the report's ROC figures."""
-    from ldbench.report.html import render_report
-    from ldbench.report.tables import effects_table_markdown, group_tables_markdown
-
-    results = {"schema": RESULTS_SCHEMA, "run_id": opts.run_id, "suite": suite.name, "cache_dir": str(Path(opts.cache_dir).resolve()),
-               "run_options": opts.to_dict(), "resolved_config": suite.to_dict(), "environment": env, "records": records,
-               "ld_effects": effects}
-    atomic_write_text(opts.out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))
-    written = ["results.json"]
-    for name, text in group_tables_markdown(records).items():
-        atomic_write_text(opts.out_dir / "tables" / f"{name}.md", text)
-        written.append(f"tables/{name}.md")
-    if effects:
-        atomic_write_text(opts.out_dir / "tables" / "ld_effect.md", effects_table_markdown(effects))
-        written.append("tables/ld_effect.md")
-    natural = base.path / "natural_latents.npz"
-    natural_latents = None
-    if natural.exists():
-        with np.load(natural, allow_pickle=False) as z:
-            natural_latents = z["latents"]
-    report_inputs = {
-        "suite": suite,
-        "records": records,
-        "natural_latents": natural_latents,
-        "real_latents": {spec.name: _npz(art.file("latents.npz"), "latents") for spec, art in latents.items()},
-        "generated": [
-            {
-                "dataset": g["dataset"].name,
-                "method": g["cell"].method.name,
-                "drift": g["cell"].drift,
-                "editor": g["cell"].editor.name,
-                "seed": g["cell"].seed,
-                **stages.load_generated(g["generate"]),
-                "source_images": stages.load_table(g["data_art"]).split("test").images,
-                "ground_truth": stages.truth_images(g["data_art"], g["generate"]),
-            }
-            for g in generated
-        ],
-        "effects": effects,
-        "roc": list(roc),
-        "environment": env,
-    }
-    atomic_write_text(opts.out_dir / "report.html", render_report(report_inputs))
-    log("outputs", files=[*written, "report.html"])
-
-
-def _npz(path: Path, key: str) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as z:
-        return z[key]

@@ -39,7 +39,7 @@ STAGE_VERSIONS = {
     "generate": "2",
     "editor-model": "1",
     "reference-stats": "1",
-    "metrics": "2",
+    "metrics": "3",  # 3: intervals that contain their estimate, FID∞
     "latents": "1",
 }
 

@@ -1,0 +1,65 @@
+"""Diversity and memorization of a generated set (ldbench.metrics.diversity), as cached stages.
+
+Memorization compares each generated image's distance to its nearest train image with the same distance
+of real held-out images (the floor's images, ldbench.runner.floor), in pixel space and in the feature
+space of the suite's first extractor. The train split's features are a stage of their own, shared by
+every cell of a dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ldbench.config import Evaluation
+from ldbench.runner.store import Artifact
+
+STAGE_VERSION = "1"
+
+
+def split_features_stage(ctx, data_art: Artifact, split: str, extractor, batch_size: int) -> Artifact:
+    """Features of one split of a dataset on one extractor, cached."""
+    from ldbench.runner.stages import load_table
+
+    def build(tmp: Path) -> dict:
+        images = load_table(data_art).split(split).images
+        np.savez(tmp / "features.npz", features=extractor.features(images, batch_size=batch_size))
+        return {"n": int(len(images))}
+
+    config = {"split": split, "extractor": extractor.describe()}
+    return ctx.store.get_or_build("split-features", STAGE_VERSION, config, [data_art], build)
+
+
+def diversity_stage(ctx, gen: Artifact, gen_features: np.ndarray, train: tuple, heldout: Artifact,
+                    extractor, evaluation: Evaluation, seed: int) -> Artifact:
+    """MS-SSIM diversity and memorization records of generated set `gen` (features `gen_features` on
+    `extractor`); `train` = (dataset artifact, its train-split features artifact); `heldout` = the floor's
+    artifact on the same extractor. metrics.json holds the records, items.npz the per-item evidence."""
+    from ldbench.metrics.diversity import DiversityOptions, ImageSet, diversity_records
+    from ldbench.runner.stages import load_generated, load_table
+
+    data_art, train_feats = train
+    config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(), "seed": seed}
+
+    def build(tmp: Path) -> dict:
+        with np.load(train_feats.file("features.npz"), allow_pickle=False) as z:
+            train_set = ImageSet(load_table(data_art).split("train").images, z["features"])
+        with np.load(heldout.file("heldout.npz"), allow_pickle=False) as z:
+            held = ImageSet(z["images"], z["features"])
+        records, items = diversity_records(
+            ImageSet(load_generated(gen)["images"], gen_features), train_set, held, extractor=extractor.name,
+            options=DiversityOptions(n_boot=evaluation.bootstrap, seed=seed))
+        (tmp / "metrics.json").write_text(json.dumps(records, indent=1))
+        np.savez(tmp / "items.npz", **items)
+        return {"n_metrics": len(records)}
+
+    return ctx.store.get_or_build("diversity", STAGE_VERSION, config, [gen, train_feats, heldout], build)
+
+
+def load_diversity(art: Artifact) -> tuple[list[dict], dict[str, np.ndarray]]:
+    with np.load(art.file("items.npz"), allow_pickle=False) as z:
+        items = {k: z[k] for k in z.files}
+    return json.loads(art.file("metrics.json").read_text()), items

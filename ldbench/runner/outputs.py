@@ -1,0 +1,69 @@
+"""A run's outputs: results.json, the markdown tables and the HTML report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ldbench.config import Suite
+from ldbench.fsutil import atomic_write_text
+from ldbench.runner import stages
+from ldbench.runner.store import Artifact
+
+RESULTS_SCHEMA = "ldbench.results/1"
+
+
+def write_outputs(suite: Suite, opts, records: list[dict], effects: list[dict], base: Artifact,
+                  latents: dict, generated: list[dict], env: dict, log, roc: list[dict] = ()) -> None:
+    """results.json, tables/*.md and report.html. `roc`: [{title, curves: {metric: (y_true, score)}}] of the
+    AUC metrics (effectiveness oracles, AUC protocol) for the report's ROC figures."""
+    from ldbench.report.html import render_report
+    from ldbench.report.tables import effects_table_markdown, group_tables_markdown
+
+    results = {"schema": RESULTS_SCHEMA, "run_id": opts.run_id, "suite": suite.name, "cache_dir": str(Path(opts.cache_dir).resolve()),
+               "run_options": opts.to_dict(), "resolved_config": suite.to_dict(), "environment": env, "records": records,
+               "ld_effects": effects}
+    atomic_write_text(opts.out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))
+    written = ["results.json"]
+    for name, text in group_tables_markdown(records).items():
+        atomic_write_text(opts.out_dir / "tables" / f"{name}.md", text)
+        written.append(f"tables/{name}.md")
+    if effects:
+        atomic_write_text(opts.out_dir / "tables" / "ld_effect.md", effects_table_markdown(effects))
+        written.append("tables/ld_effect.md")
+    natural = base.path / "natural_latents.npz"
+    natural_latents = None
+    if natural.exists():
+        with np.load(natural, allow_pickle=False) as z:
+            natural_latents = z["latents"]
+    report_inputs = {
+        "suite": suite,
+        "records": records,
+        "natural_latents": natural_latents,
+        "real_latents": {spec.name: _npz(art.file("latents.npz"), "latents") for spec, art in latents.items()},
+        "generated": [
+            {
+                "dataset": g["dataset"].name,
+                "method": g["cell"].method.name,
+                "drift": g["cell"].drift,
+                "editor": g["cell"].editor.name,
+                "seed": g["cell"].seed,
+                **stages.load_generated(g["generate"]),
+                "source_images": stages.load_table(g["data_art"]).split("test").images,
+                "ground_truth": stages.truth_images(g["data_art"], g["generate"]),
+            }
+            for g in generated
+        ],
+        "effects": effects,
+        "roc": list(roc),
+        "environment": env,
+    }
+    atomic_write_text(opts.out_dir / "report.html", render_report(report_inputs))
+    log("outputs", files=[*written, "report.html"])
+
+
+def _npz(path: Path, key: str) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as z:
+        return z[key]
