@@ -10,6 +10,7 @@ import platformdirs
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_STATS_DIR = REPO_ROOT / "reference_stats"
 SUITES_DIR = REPO_ROOT / "benchmarks" / "suites"
+VALIDATION_DIR = REPO_ROOT / "benchmarks" / "extractor-validation"  # `ldbench extractors validate` results
 
 
 def resolve_cache_dir(explicit: str | Path | None = None) -> Path:

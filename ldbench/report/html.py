@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ldbench.drift import Drift
 from ldbench.metrics.scores import display_name, is_floor, metric_info
+from ldbench.metrics.validation_results import validation_rows
 from ldbench.report import plots
 from ldbench.report.tables import correction_text, effects_rows, row_order, summarize
 
@@ -221,6 +222,7 @@ def render_report(inputs: dict) -> str:
         suite=inputs["suite"].name,
         description=inputs["suite"].description,
         metric_rows=_metric_rows(records),
+        validation_rows=validation_rows(records),
         summary_rows=_summary_rows(records, inputs.get("effects", [])),
         sweep_figures=_sweep_figures(records),
         roc_figures=_roc_figures(inputs.get("roc", [])),

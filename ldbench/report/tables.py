@@ -95,12 +95,18 @@ def build_table(records: list[dict]) -> Table:
             ci = tuple(recs[0]["ci95"]) if len(recs) == 1 and recs[0].get("ci95") else None
             cells.append(Cell(means[col][row], ci, len(recs), means[col][row] == best[col], fmt))
         out_rows.append((row[0], row[1], cells))
-    headers = [f"{ds} · {ed} · {display_name(m, s['extractors'][m])}" for ds, ed, m in columns]
+    failed = {col for col in columns for recs in s["cells"][col].values() for r in recs
+              if r.get("details", {}).get("extractor_validation") == "failed"}
+    headers = [f"{ds} · {ed} · {display_name(m, s['extractors'][m])}" + (" ✗" if (ds, ed, m) in failed else "")
+               for ds, ed, m in columns]
     realism = any(group_of(m) == "realism" for _, _, m in columns)
     extractors = sorted({s["extractors"][m] for _, _, m in columns if not realism or group_of(m) == "realism"})
     if realism:
         caption = (f"Features: {', '.join(extractors)}. Best per column in bold (direction from each metric); "
                    "brackets: bootstrap 95% CI over the generated set.")
+        if failed:
+            caption += (" ✗: the column's extractor failed the disturbance test on this dataset (`ldbench "
+                        "extractors validate`): its distances may not rank degraded images worse than real ones.")
         if any(FLOOR_ROW in s["cells"][col] for col in columns):
             caption += (" First row (real · held-out): real images of the dataset that are neither in the reference "
                         "split nor used for fine-tuning, as many as a generated set holds, scored the same way: the "

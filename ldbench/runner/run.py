@@ -13,6 +13,7 @@ import numpy as np
 from ldbench.config import Suite
 from ldbench.errors import UserError
 from ldbench.hashing import stable_hash
+from ldbench.metrics.validation_results import mark_validation
 from ldbench.progress import console, escape
 from ldbench.runner import counterfactual as cf_stages
 from ldbench.runner import stages
@@ -194,6 +195,7 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
     outputs: list[CellOutput] = executor.map(run_cell, jobs, on_start=on_start, on_done=on_done, **in_process)
 
     records = floor + [r for out in outputs for r in out.records]
+    mark_validation(records, {e.name: e.fingerprint for e in extractors.values()})
     evidence = [out.evidence for out in outputs]
     generated = [out.generated for out in outputs]
     effects = ld_effects(evidence, ev) if ev.significance else []
