@@ -137,7 +137,12 @@ def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: 
     note = rank_warning(n, d)
     if note:
         warnings.warn(note, stacklevel=2)
+    from ldbench.metrics.extrapolation import ReferenceFD
+
     ref_mu, ref_sigma = stats.mu, stats.sigma
+    # Bootstrap resamples through the reference's square-root factor, computed once: an n x r SVD per
+    # resample instead of a d x d eigendecomposition (2048-d Inception: about 100x faster), equal up to rounding.
+    fd_resample = ReferenceFD(ref_mu, ref_sigma)
 
     def fd(f: np.ndarray) -> float:
         mu, sigma = gaussian_stats(f)
@@ -159,7 +164,7 @@ def distribution_metrics(feats: np.ndarray, stats, extractor, evaluation, seed: 
               "ci_method": CI_RECENTRED}
     records = [
         {"metric": fd_name, "value": fd_value, "rank_warning": note, **common,
-         "ci95": list(containing_bootstrap_ci(fd, feats, evaluation.bootstrap, seed, estimate=fd_value,
+         "ci95": list(containing_bootstrap_ci(fd_resample, feats, evaluation.bootstrap, seed, estimate=fd_value,
                                               lower_bound=0.0))},
         {"metric": kd_name, "value": kd_mean, "std": kd_std, "kid_subset_size": k, "kid_subsets": evaluation.kid_subsets,
          "ci95": list(containing_bootstrap_ci(kd, feats, evaluation.bootstrap, seed, estimate=kd_mean)), **common},

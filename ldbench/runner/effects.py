@@ -45,14 +45,12 @@ class CellEvidence:
 
 def _set_statistic(metric: str, record: dict, stats, evaluation: Evaluation, seed: int
                    ) -> Callable[[np.ndarray], float] | None:
-    from ldbench.metrics.math import frechet_distance, gaussian_stats, kernel_inception_distance
+    from ldbench.metrics.math import kernel_inception_distance
 
     if metric in ("fd", "fid"):
-        def fd(f: np.ndarray) -> float:
-            mu, sigma = gaussian_stats(f)
-            return frechet_distance(mu, sigma, stats.mu, stats.sigma)
+        from ldbench.metrics.extrapolation import ReferenceFD
 
-        return fd
+        return ReferenceFD(stats.mu, stats.sigma)  # the reference's square root once, an n x r SVD per resample
     if metric in ("fd_inf", "fid_inf"):
         from ldbench.metrics.extrapolation import fd_inf_statistic, options_from_details
 
