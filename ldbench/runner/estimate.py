@@ -48,6 +48,7 @@ class Costs:
     image: float = 0.01  # one image's autoencoder encode / decode and bookkeeping, whatever the step count
     metrics: float = 0.5  # features, FD / KD with bootstrap CIs of one generated set (domain extractor)
     inception_image: float = 0.08  # Inception-v3 pool3 features of one image at 299 px (torch-fidelity network)
+    diversity: float = 1.5  # MS-SSIM diversity and memorization of one generated set, with bootstrap CIs
     # The timm classifier at 64×64 with a val pass per epoch, unshared machine: resnet18 took 11.0 s for 3
     # epochs of 420 images (~1 s fixed + 0.008 s per image-epoch); other models scale by CLASSIFIER_SPEED.
     classifier_fixed: float = 1.0
@@ -157,6 +158,9 @@ def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
                      costs.reference_stats + features_seconds(name, n_test))
             for seed in suite.seeds:  # the real held-out floor (ldbench.runner.floor)
                 once(("heldout-metrics", ds, name, seed), "heldout-metrics", features_seconds(name, n_test))
+        if ev.diversity:  # the train split's features on the first extractor, for memorization
+            n_train = (DATASET_SIZES.get(ds.name, DEFAULT_SIZE) if not ds.options else DEFAULT_SIZE)[0]
+            once(("split-features", ds), "split-features", features_seconds(ev.extractors[0], n_train))
         once(("latents", ds), "latents", costs.latents)
     once(("base-model",), "base-model", _pretrain_seconds(suite.base_model, costs))
     ft_seconds = {m: _finetune_seconds(m, costs) for m in suite.methods}
@@ -181,6 +185,8 @@ def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
         once(gen, "generate", costs.generate_fixed + n_test * per_image)
         for name in ev.extractors:
             once(("metrics", gen, name), "metrics", features_seconds(name, n_test))
+        if ev.diversity:
+            once(("diversity", gen), "diversity", costs.diversity)
         if ev.counterfactual or ev.effectiveness:
             if ev.effectiveness:
                 n_oracles = ORACLE_ATTRIBUTES.get(cell.dataset.name, 2) if editor == "text2img" else 1
