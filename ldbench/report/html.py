@@ -217,6 +217,9 @@ def render_report(inputs: dict) -> str:
     template = env.get_template("report.html.j2")
     records = inputs["records"]
     extractors = sorted({r["extractor"] for r in records})
+    # the realism extractors that are not Inception (pixel and classifier metrics name no feature extractor)
+    realism = {r["extractor"] for r in records if getattr(metric_info(r["metric"]), "group", "") == "realism"}
+    stand_ins = [e for e in extractors if e != "inception" and e in realism]
     provenance = records[0]["provenance"] if records else {}
     return template.render(
         suite=inputs["suite"].name,
@@ -229,8 +232,8 @@ def render_report(inputs: dict) -> str:
         effect_rows=effects_rows(inputs.get("effects", [])),
         effects_correction=correction_text(inputs.get("effects", [])),
         notes=sorted({n for r in records for n in r["provenance"].get("notes", [])}),
-        stand_in=any(e != "inception" for e in extractors),
-        extractors=extractors,
+        stand_in=bool(stand_ins),
+        extractors=stand_ins,
         latent_figures=_latent_figures(inputs),
         sample_figures=_sample_figures(inputs),
         environment=json.dumps(inputs["environment"], indent=1, sort_keys=True),

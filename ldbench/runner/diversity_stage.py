@@ -49,14 +49,25 @@ def diversity_stage(ctx, gen: Artifact, gen_features: np.ndarray, train: tuple, 
             train_set = ImageSet(load_table(data_art).split("train").images, z["features"])
         with np.load(heldout.file("heldout.npz"), allow_pickle=False) as z:
             held = ImageSet(z["images"], z["features"])
-        records, items = diversity_records(
-            ImageSet(load_generated(gen)["images"], gen_features), train_set, held, extractor=extractor.name,
-            options=DiversityOptions(n_boot=evaluation.bootstrap, seed=seed))
+        images = load_generated(gen)["images"]
+        options = DiversityOptions(n_boot=evaluation.bootstrap, seed=seed)
+        options = dataclasses.replace(options, scales=fitting_scales(min(images.shape[-2:]), options))
+        records, items = diversity_records(ImageSet(images, gen_features), train_set, held, extractor=extractor.name,
+                                           options=options)
+        records[0]["msssim_scales"] = options.scales  # fewer for images too small for the window at 3 scales
         (tmp / "metrics.json").write_text(json.dumps(records, indent=1))
         np.savez(tmp / "items.npz", **items)
         return {"n_metrics": len(records)}
 
     return ctx.store.get_or_build("diversity", STAGE_VERSION, config, [gen, train_feats, heldout], build)
+
+
+def fitting_scales(size: int, options) -> int:
+    """The most MS-SSIM scales (up to options.scales) whose smallest image still holds the window."""
+    scales = options.scales
+    while scales > 1 and size // 2 ** (scales - 1) < options.window:
+        scales -= 1
+    return scales
 
 
 def load_diversity(art: Artifact) -> tuple[list[dict], dict[str, np.ndarray]]:
