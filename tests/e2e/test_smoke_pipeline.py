@@ -18,6 +18,7 @@ TOY = [
     "evaluation.kid_subset_size=6",
     "evaluation.kid_subsets=10",
     "evaluation.bootstrap=20",
+    "evaluation.extractors=[domain]",  # Inception's realism records are tested in tests/unit
 ]
 
 
@@ -30,24 +31,34 @@ def toy_run(tmp_path_factory):
     return suite, opts, first
 
 
+def _cells(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["method"] != "real"]
+
+
 def test_records_for_both_drifts_with_finite_metrics_and_cis(toy_run):
     _, opts, first = toy_run
     results = json.loads((opts.out_dir / "results.json").read_text())
     records = results["records"]
-    assert len(records) == len(first.records) == 2 * 2 * 2  # drifts × editors × (FD, KD)
-    deltas = {r["drift"]["delta"] for r in records}
-    assert deltas == {0.0, 0.1}
-    for r in records:
-        assert r["metric"] in ("fd", "kd")  # domain extractor: never called FID/KID
-        assert r["extractor"] == "domain"
+    assert len(records) == len(first.records)
+    realism = [r for r in records if r["metric"] in ("fd", "kd")]
+    assert len(realism) == 2 * 2 * 2 + 2  # drifts × editors × (FD, KD), and the real held-out floor's FD, KD
+    floor = [r for r in realism if r["method"] == "real"]
+    assert {(r["editor"], r["metric"]) for r in floor} == {("held-out", "fd"), ("held-out", "kd")}
+    assert {r["drift"]["delta"] for r in _cells(realism)} == {0.0, 0.1}
+    for r in realism:
+        assert r["extractor"] == "domain"  # domain extractor: never called FID/KID
         assert math.isfinite(r["value"])
         lo, hi = r["ci95"]
         assert lo <= r["value"] <= hi  # the interval contains its estimate
         for key in ("dataset", "method", "drift", "seed", "editor", "n", "provenance"):
             assert key in r
         prov = r["provenance"]
-        assert prov["artifacts"]["finetune"] and prov["reference_stats"]["sha256"]
-        assert prov["environment"]["packages"]["torch"]
+        assert prov["reference_stats"]["sha256"] and prov["environment"]["packages"]["torch"]
+        assert prov["artifacts"]["heldout_metrics" if r["method"] == "real" else "finetune"]
+        assert r["details"]["extractor_validation"] in ("passed", "not validated")
+    assert {r["n"] for r in floor} == {r["n"] for r in _cells(realism)}  # as many images as a generated set
+    diversity = {r["metric"] for r in _cells(records)} - {"fd", "kd"}
+    assert {"msssim_diversity", "memorization_ratio:pixel", "copy_rate:pixel"} <= diversity
 
 
 def test_second_run_is_all_cache_hits_with_identical_numbers(toy_run):
@@ -102,7 +113,7 @@ def test_a_cell_can_load_a_checkpoint_instead_of_training(toy_run, tmp_path):
     """The method's saved weights (and a diffusers directory) load instead of training; the hash is in the
     provenance, and the numbers equal those of the run that trained the same weights."""
     suite, opts, first = toy_run
-    keys = {r["drift"]["delta"]: r["provenance"]["artifacts"]["finetune"] for r in first.records}
+    keys = {r["drift"]["delta"]: r["provenance"]["artifacts"]["finetune"] for r in _cells(first.records)}
     files = {d: opts.cache_dir / "finetune" / k / "trained.safetensors" for d, k in keys.items()}
     loaded = load_suite("smoke", TOY + [
         f"methods=[{{name: finetune, options: {{checkpoint: {{'0.0': '{files[0.0]}', '0.1': '{files[0.1]}'}}}}}}]"])
