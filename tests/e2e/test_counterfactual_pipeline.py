@@ -21,6 +21,7 @@ TOY = [
     "evaluation.kid_subset_size=6",
     "evaluation.kid_subsets=10",
     "evaluation.bootstrap=20",
+    "evaluation.extractors=[domain]",
     "evaluation.axiom_items=3",
     "evaluation.null_edits=2",
     "evaluation.classifier={model: resnet10t, epochs: 1, batch_size: 16}",

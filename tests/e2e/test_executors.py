@@ -18,6 +18,7 @@ TOY = [
     "evaluation.kid_subset_size=6",
     "evaluation.kid_subsets=5",
     "evaluation.bootstrap=10",
+    "evaluation.extractors=[domain]",
 ]
 
 

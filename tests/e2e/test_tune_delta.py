@@ -16,6 +16,7 @@ TOY = [
     "evaluation.kid_subset_size=4",
     "evaluation.kid_subsets=5",
     "evaluation.bootstrap=20",
+    "evaluation.extractors=[domain]",
 ]
 
 
