@@ -119,7 +119,7 @@ def test_a_cell_can_load_a_checkpoint_instead_of_training(toy_run, tmp_path):
         f"methods=[{{name: finetune, options: {{checkpoint: {{'0.0': '{files[0.0]}', '0.1': '{files[0.1]}'}}}}}}]"])
     second = run_suite(loaded, RunOptions(out_dir=tmp_path / "out", cache_dir=opts.cache_dir, quiet=True))
     assert [r["value"] for r in second.records] == [r["value"] for r in first.records]
-    source = second.records[0]["provenance"]["finetune_source"]
+    source = _cells(second.records)[0]["provenance"]["finetune_source"]
     assert len(source["sha256"]) == 64 and source["loaded_from"] in {str(f) for f in files.values()}
 
     from ldbench.errors import UserError
