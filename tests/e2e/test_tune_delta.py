@@ -42,4 +42,4 @@ def test_tune_delta_writes_the_curve_and_chooses_on_val(tmp_path, capsys):
 
 def test_tune_delta_rejects_a_bad_grid(tmp_path, capsys):
     assert main(["tune-delta", "--grid=0.2:-0.2:0.05", "--cache-dir", str(tmp_path)]) == 2
-    assert "low <= high" in capsys.readouterr().err
+    assert "LOW <= HIGH" in capsys.readouterr().err
