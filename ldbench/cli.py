@@ -104,7 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--update", action="store_true",
                     help="rewrite the baseline from this run (deliberately; its tolerances are kept)")
 
-    sub.add_parser("suites", help="list the suites in benchmarks/suites with their size")
+    su = sub.add_parser("suites", help="list the suites in benchmarks/suites with their size and estimated time")
+    su.add_argument("--gpu-costs", type=Path, metavar="FILE",
+                    help="also estimate each suite on the GPU that benchmarks/perf/bench_gpu.py measured "
+                         "(its --out JSON); stages it does not measure keep the CPU calibration")
     d = sub.add_parser("datasets", help="list the registered datasets, or check a copy of a real dataset")
     dsub = d.add_subparsers(dest="datasets_command")
     dc = dsub.add_parser("check", help="validate a dataset copy: print a summary, or every problem found (exit 2)")
@@ -246,7 +249,7 @@ def _dispatch(args) -> int:
     if args.command == "check":
         return commands.check(args)
     if args.command == "suites":
-        return commands.suites()
+        return commands.suites(args.gpu_costs)
     if args.command == "datasets":
         if getattr(args, "datasets_command", None) == "check":
             return commands.datasets_check(args)

@@ -167,27 +167,30 @@ def _update_baseline(args, records: list[dict]) -> int:
     return 0
 
 
-def suites() -> int:
+def suites(gpu_costs: Path | None = None) -> int:
     """Each suite with its size and a cold-cache time estimate (ldbench.runner.estimate), so a user can pick
-    one that fits the time they have before starting it."""
-    from ldbench.config import available_suites, load_suite
-    from ldbench.runner.estimate import estimate_suite, format_duration
+    one that fits the time they have before starting it; with `gpu_costs`, also on the benchmarked GPU."""
+    from ldbench.config import _read_yaml, available_suites, load_suite, required_env, suite_path
+    from ldbench.runner.estimate import Costs, estimate_suite, format_duration
 
-    table = Table("suite", "cells", "datasets × methods × drifts × seeds × editors", "stages",
-                  "est. time (cold cache, 2 CPU cores)", "description")
-    from ldbench.config import _read_yaml, required_env, suite_path
-
+    gpu = Costs.from_gpu_benchmark(gpu_costs) if gpu_costs else None
+    columns = ["suite", "cells", "datasets × methods × drifts × seeds × editors", "stages",
+               "est. time (cold cache, 2 CPU cores)"] + (["est. time on the GPU"] if gpu else []) + ["description"]
+    table = Table(*columns)
     for name in available_suites():
         s = load_suite(name, expand_env=False)
         needs = required_env(_read_yaml(suite_path(name)))
         est = estimate_suite(s)
         time = "needs " + ", ".join(f"${k}" for k in needs) if needs else format_duration(est.seconds)
+        on_gpu = [format_duration(estimate_suite(s, gpu).seconds)] if gpu else []
         table.add_row(name, str(len(s.cells())),
                       f"{len(s.datasets)} × {len(s.methods)} × {len(s.drifts)} × {len(s.seeds)} × {len(s.editors)}",
-                      str(est.stages), time, s.description)
+                      str(est.stages), time, *on_gpu, s.description)
     out.print(table)
     out.print("Estimates: ldbench/runner/estimate.py's cost model, calibrated on an unshared 2-core CPU machine; "
               "shared stages (dataset, base model, fine-tunes shared across editors) are counted once.")
+    if gpu:
+        out.print(f"GPU column: {gpu.source}.")
     return 0
 
 

@@ -17,12 +17,19 @@ classifier-free guidance) + four metrics stages (~2.2 s each). The counterfactua
 cells, 1 h 14 min measured) set the per-image generation cost at few sampling steps, the metrics stage
 (0.4 s) and the classifier costs (resnet10t, 2 epochs: 8.4 s per AUC-protocol stage). The estimate assumes the
 machine is not shared; on a loaded one, multiply.
+
+On a GPU: `Costs.from_gpu_benchmark` takes what benchmarks/perf/bench_gpu.py measured on one card (training
+step per method, guided sampling step per image, Inception features per image, at the benchmark's model
+and resolution) and keeps the CPU calibration for the stages it does not measure (data preparation,
+classifiers, bookkeeping), so `ldbench suites --gpu-costs FILE` prints an estimate for that card.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ldbench.config import Component, Suite, build_options
 
@@ -55,6 +62,33 @@ class Costs:
     classifier_image_epoch: float = 0.008
     counterfactual_fixed: float = 3.0  # SSIM / PSNR / L1 / CLD of one generated set
     effectiveness: float = 0.3  # the oracles' predictions on one generated set, with bootstrap CIs
+    # Measured per method (bench_gpu.py): ((method, seconds per step at `finetune_batch`), ...); a method not
+    # listed falls back to `finetune_step`, which is per step at batch 16.
+    finetune_step_by_method: tuple = ()
+    finetune_batch: int = 16
+    source: str = "CPU calibration: 2 unshared cores"
+
+    @classmethod
+    def from_gpu_benchmark(cls, path: str | Path) -> Costs:
+        """Costs for the card that benchmarks/perf/bench_gpu.py measured (its JSON output at `path`)."""
+        from ldbench.errors import UserError
+
+        try:
+            data = json.loads(Path(path).read_text())
+            train, sampling = data["train"], data["sampling"]
+            by_method = tuple(sorted((m, float(r["ldbench_s_per_step"])) for m, r in train["methods"].items()))
+            no_ld = next(r for r in sampling["rows"] if r["drift"] == "no LD")
+            image_step = float(no_ld["ldbench_s"]) / (int(sampling["batch"]) * int(sampling["steps"]))
+            inception_image = 1.0 / float(data["inception"]["ldbench_images_per_s"])
+            batch = int(train["batch_size"])
+            device = str(data["device"])
+        except (OSError, ValueError, KeyError, TypeError, StopIteration, ZeroDivisionError) as exc:
+            raise UserError(f"--gpu-costs {path}: not a bench_gpu.py result ({type(exc).__name__}: {exc}); "
+                            "write one with python benchmarks/perf/bench_gpu.py --out FILE") from None
+        return cls(finetune_step_by_method=by_method, finetune_batch=batch, image_step=image_step,
+                   inception_image=inception_image, pretrain_step=0.0,
+                   source=f"{device} ({data.get('model', '?')} at {data.get('image_size', '?')} px), measured by "
+                          "bench_gpu.py; data, classifiers and bookkeeping at the CPU calibration")
 
 
 DEFAULT_COSTS = Costs()
@@ -123,13 +157,16 @@ def _finetune_seconds(method: Component, costs: Costs) -> float:
     from ldbench.methods import MethodOptions
 
     opts = build_options(MethodOptions, method.options, f"method {method.name}")
-    batch = opts.batch_size * opts.gradient_accumulation_steps  # samples per optimizer step
-    extra = 0.0
+    samples = opts.batch_size * opts.gradient_accumulation_steps  # samples per optimizer step
+    extra, prior_factor = 0.0, 1
     if method.name == "dreambooth":
         # prior preservation doubles each batch, and the class images are sampled from the base model first
-        batch *= 2
+        prior_factor = 2
         extra = costs.generate_fixed + opts.num_class_images * opts.class_sample_steps * costs.image_step
-    return costs.finetune_fixed + costs.finetune_step * opts.steps * batch / 16 + extra
+    measured = dict(costs.finetune_step_by_method)
+    if method.name in measured:  # measured with the method's own batch make-up (DreamBooth's prior included)
+        return costs.finetune_fixed + measured[method.name] * opts.steps * samples / costs.finetune_batch + extra
+    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * prior_factor / 16 + extra
 
 
 def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:

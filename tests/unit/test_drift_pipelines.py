@@ -58,3 +58,39 @@ def test_img2img_without_source_latents_is_refused(tiny_parts):
     with pytest.raises(UserError, match="source_latents"):
         drift_kwargs(pipe, DRIFTS[0], 2)
     assert drift_kwargs(pipe, NO_DRIFT, 2) == {}
+
+
+class _AgedCaptions:
+    """Just enough of a Dataset for the instruct editor's prompts."""
+
+    name = "stub"
+
+    def caption(self, row: dict) -> str:
+        return f"brain mri, {row['age']} year old"
+
+
+@pytest.mark.parametrize("drift", DRIFTS[:2] + [NO_DRIFT])
+def test_instruct_pix2pix_equals_ldbench_instruct_editor(tiny_parts, drift):
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    from ldbench.generate import EditorOptions
+    from ldbench.generate.instruct import KEY, Instruct, widen_unet
+
+    wide = widen_unet(tiny_parts["unet"])
+    with torch.no_grad():  # a trained model reads the source: give the image channels weight
+        c = tiny_parts["unet"].config.in_channels
+        wide.conv_in.weight[:, c:].normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
+    parts = {**tiny_parts, KEY: wide}
+    size = tiny_parts["unet"].config.sample_size
+    source = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(1))
+    rows = [{"age": 72}, {"age": 80}]
+    opts = EditorOptions(steps=6, guidance_scale=3.0, image_guidance_scale=1.5)
+    ours, prompts = Instruct().edit(parts, _AgedCaptions(), source, rows, rows, drift, opts,
+                                    torch.Generator().manual_seed(4))
+    pipe = StableDiffusionInstructPix2PixPipeline(**{**_parts_kwargs(tiny_parts, "ddim"), "unet": wide})
+    pipe.set_progress_bar_config(disable=True)
+    g = torch.Generator().manual_seed(4)
+    theirs = pipe(prompts, image=source, num_inference_steps=6, guidance_scale=3.0, image_guidance_scale=1.5,
+                  output_type="latent", generator=g, **drift_kwargs(pipe, drift, len(prompts), generator=g)).images
+    # The two sum the three guidance terms in a different order: float rounding only.
+    torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-5)

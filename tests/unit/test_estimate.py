@@ -3,6 +3,8 @@ asks for, and counting stages the way the store's cache keys share them."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ldbench.config import load_suite
@@ -93,3 +95,47 @@ def test_format_duration():
     assert format_duration(600) == "10 min"
     assert format_duration(5 * 3600) == "5.0 h"
     assert format_duration(3 * 86400) == "3.0 d"
+
+
+def _gpu_result(tmp_path, finetune_step: float = 0.5, image_step: float = 0.01):
+    """A result file in bench_gpu.py's format; the figures are test inputs, not measurements."""
+    batch, steps = 4, 50
+    data = {"device": "test card", "model": "sd14-random", "image_size": 512,
+            "train": {"batch_size": 1, "methods": {m: {"ldbench_s_per_step": finetune_step} for m in
+                                                   ("finetune", "dreambooth", "textual-inversion", "custom-diffusion")}},
+            "sampling": {"batch": batch, "steps": steps,
+                         "rows": [{"drift": "no LD", "ldbench_s": image_step * batch * steps}]},
+            "inception": {"ldbench_images_per_s": 1000.0}}
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_gpu_costs_come_from_the_benchmark_and_scale_the_paper_suite(tmp_path):
+    from ldbench.runner.estimate import Costs
+
+    paper = load_suite("paper", expand_env=False)
+    slow = estimate_suite(paper, Costs.from_gpu_benchmark(_gpu_result(tmp_path, finetune_step=1.0)))
+    fast = estimate_suite(paper, Costs.from_gpu_benchmark(_gpu_result(tmp_path, finetune_step=0.5)))
+    assert fast.seconds_by_stage["finetune"] < 0.6 * slow.seconds_by_stage["finetune"]
+    assert fast.seconds_by_stage["base-model"] == 0.0
+    # 4 methods × (5000/3000/1000/1000 steps at batch 4 = 4 × batch 1) × 3 datasets × 3 seeds × 2 trainings
+    assert fast.seconds_by_stage["finetune"] > 0.5 * 4 * (5000 + 3000 + 1000 + 1000) * 18
+
+
+@pytest.mark.parametrize("content", ["{}", "not json", '{"train": {"batch_size": 1, "methods": {}}}'])
+def test_a_file_that_is_not_a_gpu_result_is_a_user_error(tmp_path, content):
+    from ldbench.runner.estimate import Costs
+
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match="bad.json: not a bench_gpu.py result"):
+        Costs.from_gpu_benchmark(path)
+
+
+def test_suites_command_prints_the_gpu_column(tmp_path, capsys):
+    from ldbench.cli import main
+
+    assert main(["suites", "--gpu-costs", str(_gpu_result(tmp_path))]) == 0
+    printed = capsys.readouterr().out
+    assert "on the GPU" in printed and "test card" in printed
