@@ -15,39 +15,48 @@ from ldbench.runner.run import RunOptions, run_suite
 pytestmark = pytest.mark.slow
 
 METHODS = ("finetune", "textual-inversion", "dreambooth", "custom-diffusion", "lora")
-TOY = [
+METHOD_OPTIONS = "{steps: 2, batch_size: 4, num_class_images: 2, class_sample_steps: 2}"
+COMMON = [
     "datasets=[{name: synth-brain, options: {n_subjects: 20, visits: 2, image_size: 32}}]",
     "base_model={name: sd14-random, options: {width_divisor: 8, text_layers: 2, image_size: 64}}",
-    "methods=[" + ", ".join(
-        f"{{name: {m}, options: {{steps: 2, batch_size: 4, num_class_images: 2, class_sample_steps: 2}}}}"
-        for m in METHODS) + "]",
     "drifts=[{delta: 0.1, train: noise, sample: every-step}]",
-    "editors=[{name: inversion-edit, options: {steps: 2, strength: 0.5}},"
-    " {name: instruct, options: {steps: 2, instruct_steps: 2}}]",
     "evaluation.kid_subset_size=4", "evaluation.kid_subsets=5", "evaluation.bootstrap=5",
     "evaluation.extractors=[domain]", "evaluation.diversity=false",
+]
+# every method with the inversion editor; the instruct editor (which trains its own UNet) on one method
+EVERY_METHOD = COMMON + [
+    "methods=[" + ", ".join(f"{{name: {m}, options: {METHOD_OPTIONS}}}" for m in METHODS) + "]",
+    "editors=[{name: inversion-edit, options: {steps: 2, strength: 0.5}}]",
+]
+INSTRUCT = COMMON + [
+    f"methods=[{{name: finetune, options: {METHOD_OPTIONS}}}]",
+    "editors=[{name: instruct, options: {steps: 2, instruct_steps: 2}}]",
 ]
 
 
 @pytest.fixture(scope="module")
 def sd14_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sd14")
-    suite = load_suite("smoke", TOY)
-    opts = RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True)
-    return opts, run_suite(suite, opts)
+    results = []
+    for name, overrides in (("methods", EVERY_METHOD), ("instruct", INSTRUCT)):
+        opts = RunOptions(out_dir=root / name, cache_dir=root / "cache", quiet=True)  # one cache: one base model
+        results.append((opts, run_suite(load_suite("smoke", overrides), opts)))
+    return results
 
 
 def test_every_method_and_editor_runs_on_sd14_random(sd14_run):
-    _, result = sd14_run
-    cells = [r for r in result.records if r["method"] != "real"]
-    assert {(r["method"], r["editor"]) for r in cells} == {(m, e) for m in METHODS for e in ("inversion-edit", "instruct")}
+    cells = [r for _, result in sd14_run for r in result.records if r["method"] != "real"]
+    expected = {(m, "inversion-edit") for m in METHODS} | {("finetune", "instruct")}
+    assert {(r["method"], r["editor"]) for r in cells} == expected
     for r in cells:
         if r["metric"] in ("fd", "kd"):
             assert math.isfinite(r["value"])
+    instruct_run = sd14_run[1][1]
+    assert [e["cached"] for e in instruct_run.store_events if e["stage"] == "base-model"] == [True]
 
 
 def test_records_table_and_report_say_random_weights(sd14_run):
-    opts, result = sd14_run
+    opts, result = sd14_run[0]
     for r in result.records:
         if r["method"] == "real":
             continue  # the real held-out floor uses no model
