@@ -30,6 +30,7 @@ from ldbench.methods.loop import TrainData
 from ldbench.models import load_components
 from ldbench.models.base_models import BASE_MODELS, external_model_artifact  # noqa: F401 - re-exported
 from ldbench.paths import REFERENCE_STATS_DIR
+from ldbench.runner.checkpoints import checkpoint_file
 from ldbench.runner.store import Artifact, Store
 
 STAGE_VERSIONS = {
@@ -119,40 +120,6 @@ def training_drift(drift: Drift) -> Drift:
 # Method options whose default means "train exactly as before the option existed" stay out of the cache key
 # at that default, so adding them kept existing fine-tunes valid (any other value is in the key).
 _NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1}
-
-
-def checkpoint_file(method_name: str, checkpoint: str | dict, drift: Drift) -> Path | None:
-    """The weights file a cell loads instead of training (MethodOptions.checkpoint), or None."""
-    if not checkpoint:
-        return None
-    if isinstance(checkpoint, dict):
-        delta = drift.delta if isinstance(drift.delta, tuple) else float(drift.delta)
-        matches = [v for k, v in checkpoint.items() if _same_delta(k, delta)]
-        if not matches:
-            raise UserError(f"method {method_name}: options.checkpoint has no entry for δ={drift.label} "
-                            f"(keys: {', '.join(map(str, checkpoint))}); add one, e.g. '{delta}': PATH")
-        checkpoint = matches[0]
-    path = Path(str(checkpoint)).expanduser()
-    if path.is_dir():
-        for candidate in (path / "unet" / "diffusion_pytorch_model.safetensors", path / "diffusion_pytorch_model.safetensors"):
-            if candidate.is_file():
-                return candidate
-        raise UserError(f"{path}: no unet/diffusion_pytorch_model.safetensors in this directory; give the "
-                        "method's .safetensors file or a diffusers pipeline / UNet directory")
-    if not path.is_file():
-        raise UserError(f"method {method_name}: checkpoint {path} does not exist")
-    if path.suffix != ".safetensors":
-        raise UserError(f"{path}: checkpoints are read as .safetensors only (no pickle); convert it first")
-    return path
-
-
-def _same_delta(key: object, delta) -> bool:
-    try:
-        if isinstance(delta, tuple):
-            return tuple(float(x) for x in str(key).strip("()[] ").split(",")) == delta
-        return float(key) == delta
-    except ValueError:
-        return False
 
 
 def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, method_spec: Component,
