@@ -16,6 +16,8 @@ EPILOG = """examples:
   ldbench run --suite smoke --set drifts='[{delta: 0.1, train: noise, sample: every-step}]'
   ldbench run --suite my_suite.yaml --base-model /models/stable-diffusion-v1-4 \\
       --set 'evaluation.extractors=[inception]'
+  ldbench run --suite smoke --set 'base_model={name: sd14-random, options: {width_divisor: 8}}'
+                                                 SD v1.4's architecture, RANDOM weights: tests/timings only
   ldbench extractors validate --dataset synth-cxr --extractor inception
   ldbench table reports/smoke --format latex
   ldbench check reports/smoke --baseline benchmarks/baselines/smoke.json
@@ -45,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, help="artifact cache (default: $LDBENCH_CACHE_DIR or the user cache dir)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite key (YAML value), e.g. evaluation.bootstrap=100; repeatable")
-    r.add_argument("--base-model", help="a diffusers Stable Diffusion directory or hub id instead of the embedded model")
+    r.add_argument("--base-model", help="a diffusers Stable Diffusion directory or hub id instead of the suite's base model "
+                   "(the suite's base_model can also name embedded or sd14-random: see `ldbench base-models`)")
     r.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked)")
     r.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (records then say inception-unverified)")
@@ -116,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     dc.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
                     help="a dataset option (YAML value), e.g. uncertain=ones or image_size=128; repeatable")
     sub.add_parser("methods", help="list the fine-tuning methods and what each trains")
+    sub.add_parser("base-models", help="list the base models a suite's base_model can name (embedded, diffusers, "
+                   "sd14-random: SD v1.4 with random weights, for tests and timings only)")
 
     s = sub.add_parser("stats", help="reference statistics: build, show, verify")
     ssub = s.add_subparsers(dest="stats_command", required=True)
@@ -256,6 +261,8 @@ def _dispatch(args) -> int:
         return commands.datasets()
     if args.command == "methods":
         return commands.methods()
+    if args.command == "base-models":
+        return commands.base_models()
     if args.command == "stats":
         return {"build": commands.stats_build, "show": commands.stats_show, "verify": commands.stats_verify}[
             args.stats_command](args)

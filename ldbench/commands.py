@@ -241,6 +241,16 @@ def datasets_check(args) -> int:
     return 0
 
 
+def base_models() -> int:
+    from ldbench.models.base_models import BASE_MODELS
+
+    table = Table("base model", "description")
+    for name, model in BASE_MODELS:
+        table.add_row(name, model.description)
+    out.print(table)
+    return 0
+
+
 def methods() -> int:
     from ldbench.methods import METHODS
 

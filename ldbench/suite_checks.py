@@ -93,35 +93,10 @@ def _dataset(spec) -> None:
 
 
 def check_base_model(spec) -> None:
-    if spec.name == "embedded":
-        from ldbench.config import build_options
-        from ldbench.models.tiny import TinyModelConfig
+    """The base model's name and options, through the BASE_MODELS registry (no model built or loaded)."""
+    from ldbench.models.base_models import BASE_MODELS
 
-        config = build_options(TinyModelConfig, spec.options, "embedded")
-        check_tiny_config(config)
-    elif spec.name == "diffusers":
-        path = spec.options.get("path", "")
-        if not isinstance(path, str) or not path:
-            raise UserError(f"diffusers needs options.path (a directory or hub id), got {path!r}")
-        if set(spec.options) - {"path"}:
-            raise UserError(f"diffusers: unknown option(s) {', '.join(sorted(map(str, set(spec.options) - {'path'})))}; "
-                            "valid: path")
-    else:
-        raise UserError(f"unknown base_model {spec.name!r}; valid: embedded, diffusers (with options.path)")
-
-
-def check_tiny_config(config) -> None:
-    v.seed(config.seed, "seed")
-    v.int_in(config.image_size, "image_size", 16, 1024, example=64)
-    if config.image_size % 8:
-        raise UserError(f"image_size must be a multiple of 8, got {config.image_size}; e.g. image_size: 64")
-    v.int_in(config.vae_crop, "vae_crop", 8, config.image_size, example=32)
-    for name in ("vae_steps", "unet_steps"):
-        v.int_in(getattr(config, name), name, 0, example=400)
-    for name in ("batch_size", "crops_per_image"):
-        v.positive_int(getattr(config, name), name)
-    for name in ("vae_lr", "unet_lr"):
-        v.positive_float(getattr(config, name), name, example=1e-3)
+    BASE_MODELS.get(spec.name).check(spec.options)
 
 
 def check_executor_options(name: str, options: dict) -> None:

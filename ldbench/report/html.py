@@ -12,7 +12,7 @@ from ldbench.drift import Drift
 from ldbench.metrics.scores import display_name, is_floor, metric_info
 from ldbench.metrics.validation_results import validation_rows
 from ldbench.report import plots
-from ldbench.report.tables import correction_text, effects_rows, row_order, summarize
+from ldbench.report.tables import correction_text, effects_rows, random_weights_source, row_order, summarize
 
 
 def _data_uri(png: bytes) -> str:
@@ -233,6 +233,7 @@ def render_report(inputs: dict) -> str:
         effects_correction=correction_text(inputs.get("effects", [])),
         notes=sorted({n for r in records for n in r["provenance"].get("notes", [])}),
         stand_in=bool(stand_ins),
+        random_weights=random_weights_source(records),
         extractors=stand_ins,
         latent_figures=_latent_figures(inputs),
         sample_figures=_sample_figures(inputs),

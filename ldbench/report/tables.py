@@ -186,10 +186,25 @@ def render(table: Table, fmt: str, with_ci: bool = True) -> str:
     raise ValueError(fmt)
 
 
+RANDOM_WEIGHTS_FOOTNOTE = ("\n**Random weights:** the base model ({source}) has random weights; these numbers are "
+                           "for tests and timings only, not results.\n")
+
+
+def random_weights_source(records: list[dict]) -> str | None:
+    """The base model's label when any record's base model has random weights (sd14-random), else None."""
+    for r in records:
+        prov = r.get("provenance", {})
+        if prov.get("base_model_random_weights"):
+            return str(prov.get("base_model_source", "random weights"))
+    return None
+
+
 def main_table_markdown(records: list[dict]) -> str:
     if not records:
         return "_no results_\n"
-    return render(build_table(records), "markdown")
+    text = render(build_table(records), "markdown")
+    source = random_weights_source(records)
+    return text + RANDOM_WEIGHTS_FOOTNOTE.format(source=source) if source else text
 
 
 # One table per metric group (tables/<name>.md); "main" is realism, the paper's FID/KID table.

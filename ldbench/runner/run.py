@@ -303,9 +303,10 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
         "editor_options": gen.meta["options"],
         "artifacts": artifacts,
         "base_model_source": base.meta.get("source", "embedded tiny latent diffusion model (pretrained by ldbench)"),
+        "base_model_random_weights": bool(base.meta.get("random_weights")),
         "environment": env,
         "torch_threads": shared.threads,
-        "notes": notes,
+        "notes": notes + _base_model_notes(base),
     }
     realism = {e.name: {"extractor": e.describe(), "reference_stats": references[n][1]} for n, e in extractors.items()}
     cell_records = [_record(ds.name, cell, m, {**provenance, **realism.get(m["extractor"], {})}) for m in metrics]
@@ -317,6 +318,13 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
         stats={e.name: references[n][0] for n, e in extractors.items()})
     generated = {"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen}
     return CellOutput(cell_records, evidence, generated, list(ctx.store.events[first_event:]))
+
+
+def _base_model_notes(base) -> list[str]:
+    if not base.meta.get("random_weights"):
+        return []
+    return [f"Base model {base.meta.get('source')}: its numbers measure nothing but the code's run; never "
+            "report them as results"]
 
 
 def _realism_metrics(ctx, gen, references: dict, extractors: dict, ev, seed: int, log_stage, artifacts: dict

@@ -24,12 +24,13 @@ from ldbench.data.base import Dataset
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditorOptions, generate
-from ldbench.hashing import sha256_file, stable_hash
+from ldbench.hashing import sha256_file
 from ldbench.methods import METHODS, MethodOptions
 from ldbench.methods.loop import TrainData
 from ldbench.models import load_components
-from ldbench.models.tiny import TinyModelConfig, pretrain_tiny_model
+from ldbench.models.base_models import BASE_MODELS, external_model_artifact  # noqa: F401 - re-exported
 from ldbench.paths import REFERENCE_STATS_DIR
+from ldbench.runner.checkpoints import checkpoint_file
 from ldbench.runner.store import Artifact, Store
 
 STAGE_VERSIONS = {
@@ -90,37 +91,9 @@ def load_table(art: Artifact, which: str = "table") -> ImageTable:
 
 
 def base_model_stage(ctx: Context, spec: Component) -> Artifact:
-    """The embedded tiny model (pretrained and cached here), or a user's diffusers directory / hub id."""
-    if spec.name == "embedded":
-        config = build_options(TinyModelConfig, spec.options, "base_model (embedded)")
-
-        def build(tmp: Path) -> dict:
-            return pretrain_tiny_model(tmp, config, quiet=ctx.quiet)
-
-        return ctx.store.get_or_build(
-            "base-model", STAGE_VERSIONS["base-model"], dataclasses.asdict(config), [], build
-        )
-    if spec.name == "diffusers":
-        return external_model_artifact(str(spec.options.get("path", "")))
-    raise UserError(f"unknown base_model {spec.name!r}; valid: embedded, diffusers (with options.path)")
-
-
-def external_model_artifact(path_or_id: str) -> Artifact:
-    """A model the user provides is not copied into the store; its key is the hash of its weights."""
-    if not path_or_id:
-        raise UserError("base model 'diffusers' needs a path: --base-model PATH_OR_ID")
-    path = Path(path_or_id).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".txt"))
-        if not (path / "model_index.json").exists():
-            raise UserError(f"{path}: not a diffusers Stable Diffusion directory (no model_index.json)")
-        digests = {str(p.relative_to(path)): sha256_file(p) for p in files}
-        return Artifact("base-model", stable_hash(digests), path.resolve(), {"source": str(path.resolve()), "files": digests},
-                        cached=True)
-    if path.exists() or path_or_id.startswith((".", "/", "~")):
-        raise UserError(f"--base-model {path_or_id}: no such directory")
-    return Artifact("base-model", stable_hash({"hub_id": path_or_id}), Path(path_or_id),
-                    {"source": f"hub:{path_or_id}", "files": "not hashed (hub id)"}, cached=True)
+    """The suite's base model through the BASE_MODELS registry (ldbench.models.base_models): the embedded
+    tiny model or sd14-random (built and cached here), or a user's diffusers directory / hub id."""
+    return BASE_MODELS.get(spec.name).artifact(ctx.store, spec.options, ctx.quiet)
 
 
 def pipeline_dir(base: Artifact) -> Path | str:
@@ -147,40 +120,6 @@ def training_drift(drift: Drift) -> Drift:
 # Method options whose default means "train exactly as before the option existed" stay out of the cache key
 # at that default, so adding them kept existing fine-tunes valid (any other value is in the key).
 _NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1}
-
-
-def checkpoint_file(method_name: str, checkpoint: str | dict, drift: Drift) -> Path | None:
-    """The weights file a cell loads instead of training (MethodOptions.checkpoint), or None."""
-    if not checkpoint:
-        return None
-    if isinstance(checkpoint, dict):
-        delta = drift.delta if isinstance(drift.delta, tuple) else float(drift.delta)
-        matches = [v for k, v in checkpoint.items() if _same_delta(k, delta)]
-        if not matches:
-            raise UserError(f"method {method_name}: options.checkpoint has no entry for δ={drift.label} "
-                            f"(keys: {', '.join(map(str, checkpoint))}); add one, e.g. '{delta}': PATH")
-        checkpoint = matches[0]
-    path = Path(str(checkpoint)).expanduser()
-    if path.is_dir():
-        for candidate in (path / "unet" / "diffusion_pytorch_model.safetensors", path / "diffusion_pytorch_model.safetensors"):
-            if candidate.is_file():
-                return candidate
-        raise UserError(f"{path}: no unet/diffusion_pytorch_model.safetensors in this directory; give the "
-                        "method's .safetensors file or a diffusers pipeline / UNet directory")
-    if not path.is_file():
-        raise UserError(f"method {method_name}: checkpoint {path} does not exist")
-    if path.suffix != ".safetensors":
-        raise UserError(f"{path}: checkpoints are read as .safetensors only (no pickle); convert it first")
-    return path
-
-
-def _same_delta(key: object, delta) -> bool:
-    try:
-        if isinstance(delta, tuple):
-            return tuple(float(x) for x in str(key).strip("()[] ").split(",")) == delta
-        return float(key) == delta
-    except ValueError:
-        return False
 
 
 def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, method_spec: Component,
