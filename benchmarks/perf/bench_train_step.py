@@ -55,16 +55,25 @@ def setup(name: str, base: dict, data: TrainData, options: MethodOptions):
         trainable = list(parts["unet"].parameters())
     if name == "dreambooth":
         g = torch.Generator().manual_seed(2)
-        prior = TrainData(torch.randn(16, 4, 16, 16, generator=g), torch.zeros(16, 4, 16, 16), ("brain mri",) * 16)
+        shape = (16, *data.latent_mean.shape[1:])
+        prior = TrainData(torch.randn(shape, generator=g), torch.zeros(shape), ("brain mri",) * 16)
         data = TrainData(data.latent_mean, data.latent_std, tuple(f"sks {c}" for c in data.captions), prior=prior)
         kwargs = {"prior_loss_weight": options.prior_loss_weight}
     return parts, data, trainable, kwargs
 
 
+def sync(module: torch.nn.Module) -> None:
+    device = next(module.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_ldbench(parts, data, trainable, kwargs, options, steps: int) -> float:
+    sync(parts["unet"])
     start = time.perf_counter()
     train_denoiser(parts, data, trainable, drift=DRIFT, steps=steps, batch_size=options.batch_size, lr=options.lr,
-                   seed=0, quiet=True, **kwargs)
+                   seed=0, quiet=True, mixed_precision=options.mixed_precision, **kwargs)
+    sync(parts["unet"])
     return (time.perf_counter() - start) / steps
 
 
@@ -75,8 +84,11 @@ def time_bare(parts, data, trainable, kwargs, options, steps: int) -> float:
     after_step = kwargs.get("after_step")
     prior = data.prior
     b = options.batch_size
+    device = next(unet.parameters()).device
+    autocast = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[options.mixed_precision]
+    sync(unet)
     start = time.perf_counter()
-    ids = tokenize(parts["tokenizer"], data.captions[:1] * b + (prior.captions[:1] * b if prior else ()))
+    ids = tokenize(parts["tokenizer"], data.captions[:1] * b + (prior.captions[:1] * b if prior else ())).to(device)
     for p in [*unet.parameters(), *text_encoder.parameters()]:
         p.requires_grad_(False)
     for p in trainable:
@@ -87,13 +99,14 @@ def time_bare(parts, data, trainable, kwargs, options, steps: int) -> float:
         with torch.no_grad():
             cached = text_encoder(ids)[0]
     n = len(ids)
-    z0 = torch.cat([data.latent_mean[:b], prior.latent_mean[:b]]) if prior else data.latent_mean[:b]
+    z0 = (torch.cat([data.latent_mean[:b], prior.latent_mean[:b]]) if prior else data.latent_mean[:b]).to(device)
     for _ in range(steps):
         noise = torch.randn_like(z0) + DRIFT.delta
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,))
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), device=device)
         x_t = scheduler.add_noise(z0, noise, t)
-        emb = text_encoder(ids)[0] if train_te else cached
-        pred = unet(x_t, t, encoder_hidden_states=emb).sample
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            emb = text_encoder(ids)[0] if train_te else cached
+            pred = unet(x_t, t, encoder_hidden_states=emb).sample.float()
         if prior:
             loss = F.mse_loss(pred[:b], noise[:b]) + kwargs["prior_loss_weight"] * F.mse_loss(pred[b:], noise[b:])
         else:
@@ -105,6 +118,7 @@ def time_bare(parts, data, trainable, kwargs, options, steps: int) -> float:
             after_step()
         loss.item()
     unet.eval()
+    sync(unet)
     return (time.perf_counter() - start) / steps
 
 
