@@ -158,7 +158,7 @@ def training_drift(drift: Drift) -> Drift:
 
 # Method options whose default means "train exactly as before the option existed" stay out of the cache key
 # at that default, so adding them kept existing fine-tunes valid (any other value is in the key).
-_NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1}
+_NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1, "gradient_checkpointing": "auto"}
 
 
 def checkpoint_file(method_name: str, checkpoint: str | dict, drift: Drift) -> Path | None:
