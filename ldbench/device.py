@@ -12,6 +12,7 @@ cache entry and baseline made before these options existed stays valid (`key_fie
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import resource
 import sys
@@ -25,6 +26,23 @@ DEVICE_HELP = ("where networks run: auto (CUDA when present, else cpu), cpu, cud
                f"${DEVICE_ENV}, else auto); CPU and GPU numbers differ, so the device type is in the cache key")
 PRECISION_HELP = ("inference precision of generation and the autoencoder: fp32 (default), bf16, fp16 (CUDA "
                   "only); feature extractors always run in fp32")
+
+
+_CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("ldbench_device", default="cpu")
+
+
+def current() -> str:
+    """The device of the stage being built (the store sets it around every build; cpu outside one)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def running_on(device: str):
+    token = _CURRENT.set(device)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 def add_device_options(parser, precision: bool = True) -> None:

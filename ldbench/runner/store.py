@@ -18,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ldbench.device import peak_memory, reset_peak_memory
+from ldbench.device import peak_memory, reset_peak_memory, running_on
 from ldbench.errors import UserError
 from ldbench.hashing import canonical_json, sha256_file, stable_hash
 
@@ -88,7 +88,8 @@ class Store:
             reset_peak_memory(self.device)
             start = time.perf_counter()
             try:
-                meta = build(tmp)
+                with running_on(self.device):  # classifiers, oracles, LPIPS: ldbench.device.current()
+                    meta = build(tmp)
                 files = {
                     str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
                 }
