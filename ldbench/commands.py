@@ -65,9 +65,8 @@ def tune_delta(args) -> int:
     if method is None:
         METHODS.get(args.method)
         method = Component(args.method)
-    from ldbench.runner.tune import TuneOptions, parse_grid, tune_delta
-
     from ldbench.device import from_args
+    from ldbench.runner.tune import TuneOptions, parse_grid, tune_delta
 
     low, high, step = parse_grid(args.grid)
     device, precision = from_args(args)
@@ -106,7 +105,8 @@ def report(args) -> int:
     cache_dir = writable_dirs(args.dir.resolve(), args.cache_dir or results["cache_dir"])
     opts = RunOptions(out_dir=args.dir.resolve(), cache_dir=cache_dir, quiet=True, require_cached=True,
                       base_model=run_options.get("base_model"), inception_weights=run_options.get("inception_weights"),
-                      allow_unverified_weights=bool(run_options.get("allow_unverified_weights")))
+                      allow_unverified_weights=bool(run_options.get("allow_unverified_weights")),
+                      cache_device=str(run_options.get("device", "cpu")), precision=run_options.get("precision", "fp32"))
     result = run_suite(suite, opts)
     out.print(f"report: {args.dir / 'report.html'} ({len(result.records)} records, all from the cache)")
     return 0

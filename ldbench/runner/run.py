@@ -43,11 +43,15 @@ class RunOptions:
     device: str = "cpu"  # resolved (ldbench.device.resolve_device): "cpu" or "cuda:N"
     precision: str = "fp32"  # inference precision of sampling and the autoencoder
     executor_gpus: float = 0  # GPUs each worker is given (set from the executor)
+    cache_device: str = ""  # `ldbench report`: the device type whose cache keys the run used ("" = device's)
 
     def to_dict(self) -> dict:
         """What `ldbench report` needs to re-open the same cache entries."""
+        from ldbench.device import device_type
+
         return {"base_model": self.base_model, "inception_weights": self.inception_weights,
-                "allow_unverified_weights": self.allow_unverified_weights}
+                "allow_unverified_weights": self.allow_unverified_weights,
+                "device": self.cache_device or device_type(self.device), "precision": self.precision}
 
 
 @dataclass
@@ -71,10 +75,12 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
 
     start = time.perf_counter()
     opts = dataclasses.replace(opts, run_id=opts.run_id or new_run_id())
-    from ldbench.device import use_device
+    from ldbench.device import key_fields, use_device
 
     use_device(opts.device)
     store = Store(opts.cache_dir, read_only=opts.require_cached, device=opts.device, precision=opts.precision)
+    if opts.cache_device:  # re-render on this machine what a run made elsewhere (nothing is built)
+        store.key_extra = key_fields(opts.cache_device, opts.precision)
     ctx = stages.context(store, opts.quiet, opts.device, opts.precision)
     base_spec = Component("diffusers", {"path": opts.base_model}) if opts.base_model else suite.base_model
     extractors = make_extractors(suite, opts)  # fails early (missing weights) before any training

@@ -21,7 +21,7 @@ from ldbench import __version__
 from ldbench.config import Component, Evaluation, build_options
 from ldbench.data import ImageTable, create_dataset
 from ldbench.data.base import Dataset
-from ldbench.device import inference_precision, key_fields
+from ldbench.device import inference_precision
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditorOptions, generate
@@ -56,12 +56,10 @@ class Context:
 
 
 def context(store: Store | Path, quiet: bool = False, device: str = "cpu", precision: str = "fp32") -> Context:
-    """A Context on `store` (a Store, or a cache directory) for `device` / `precision`; the store's keys
-    carry them (ldbench.device.key_fields)."""
+    """A Context for `device` / `precision` on `store` (a Store, made with them, or a cache directory); the
+    store's keys carry them (ldbench.device.key_fields)."""
     if not isinstance(store, Store):
         store = Store(store, device=device, precision=precision)
-    elif (store.device, store.key_extra) != (device, key_fields(device, precision)):
-        store = Store(store.root, store.read_only, device, precision)
     return Context(store=store, quiet=quiet, device=device, precision=precision)
 
 
