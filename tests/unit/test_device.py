@@ -100,3 +100,20 @@ def test_executors_report_the_gpus_they_give(tmp_path):
     pytest.importorskip("submitit")
     assert create_executor("slurm", {"cluster": "local", "gpus_per_node": 2}, tmp_path).gpus == 2
     assert create_executor("slurm", {"cluster": "local"}, tmp_path).gpus == 0
+
+
+def test_run_options_remember_the_cache_device_for_report(tmp_path):
+    from ldbench.runner.run import RunOptions
+
+    opts = RunOptions(out_dir=tmp_path, cache_dir=tmp_path, device="cuda:1", precision="bf16")
+    assert opts.to_dict()["device"] == "cuda" and opts.to_dict()["precision"] == "bf16"
+    assert RunOptions(out_dir=tmp_path, cache_dir=tmp_path).to_dict()["device"] == "cpu"
+
+
+def test_stages_run_on_the_store_device(tmp_path):
+    from ldbench.device import current
+    from ldbench.runner.store import Store
+
+    seen = []
+    Store(tmp_path).get_or_build("x", "1", {}, [], lambda tmp: seen.append(current()) or {})
+    assert seen == ["cpu"] and current() == "cpu"
