@@ -117,3 +117,11 @@ def test_stages_run_on_the_store_device(tmp_path):
     seen = []
     Store(tmp_path).get_or_build("x", "1", {}, [], lambda tmp: seen.append(current()) or {})
     assert seen == ["cpu"] and current() == "cpu"
+
+
+def test_cpu_fp32_keys_are_the_keys_of_before(tmp_path):
+    from ldbench.hashing import stable_hash
+    from ldbench.runner.store import Store
+
+    before = stable_hash({"stage": "generate", "version": "2", "config": {"a": 1}, "upstream": ["k1", "k2"]})
+    assert Store(tmp_path).key("generate", "2", {"a": 1}, ["k2", "k1"]) == before
