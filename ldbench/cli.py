@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ldbench import __version__
+from ldbench.device import add_device_options
 from ldbench.errors import UserError
 
 KID_DEFAULT_SEED = 2020  # torch-fidelity's default KID subset seed
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (records then say inception-unverified)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_options(r)
     r.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
                    help="where cells run: this process (default), Ray tasks, or SLURM jobs via submitit; the cache "
                    "directory must be shared with the workers")
@@ -78,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     td.add_argument("--out", type=Path, help="output directory (default: reports/tune-delta-DATASET-METHOD)")
     td.add_argument("--cache-dir", type=Path, help="artifact cache (default: as for `ldbench run`)")
     td.add_argument("--quiet", action="store_true", help="no progress bars")
+    td.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked), as for `ldbench run`")
+    td.add_argument("--allow-unverified-weights", action="store_true")
+    add_device_options(td)
 
     rp = sub.add_parser("report", help="re-render a run's report.html, tables and results from its cache (recomputes nothing)")
     rp.add_argument("dir", type=Path, help="a run's output directory (holding results.json)")
@@ -135,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--allow-unverified-weights", action="store_true")
     b.add_argument("--out", type=Path, help="output .npz (default: reference_stats/DATASET_SPLIT_EXTRACTOR.npz)")
     b.add_argument("--cache-dir", type=Path)
+    add_device_options(b, precision=False)
     sh = ssub.add_parser("show", help="print a statistics file's description")
     sh.add_argument("file", type=Path)
     v = ssub.add_parser("verify", help="check reference_stats/ against its manifest (exit 1 on any mismatch)")
@@ -175,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("--inception-weights")
     va.add_argument("--allow-unverified-weights", action="store_true")
     va.add_argument("--cache-dir", type=Path)
+    add_device_options(va, precision=False)
 
     f = sub.add_parser(
         "fid",
@@ -217,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--weights", dest="extractor_weights",
                    help="weights of the domain extractor (.safetensors) or of dinov2/clip (a transformers "
                    "directory; default $LDBENCH_DINOV2_WEIGHTS / $LDBENCH_CLIP_WEIGHTS)")
+    add_device_options(f, precision=False)
     return p
 
 

@@ -29,13 +29,16 @@ def run(args) -> int:
         executor_options["address"] = args.address
     check_executor_options(args.executor, executor_options)
     check_model_paths(args)
+    from ldbench.device import from_args
+
+    device, precision = from_args(args)
     cache_dir = writable_dirs(out_dir, args.cache_dir)
     from ldbench.runner.run import RunOptions, run_suite
 
     opts = RunOptions(out_dir=out_dir, cache_dir=cache_dir, quiet=args.quiet,
                       base_model=args.base_model, inception_weights=args.inception_weights,
                       allow_unverified_weights=args.allow_unverified_weights, executor=args.executor,
-                      executor_options=executor_options)
+                      executor_options=executor_options, device=device, precision=precision)
     result = run_suite(suite, opts)
     built = sum(not e["cached"] for e in result.store_events)
     if not args.quiet:
@@ -62,11 +65,14 @@ def tune_delta(args) -> int:
     if method is None:
         METHODS.get(args.method)
         method = Component(args.method)
+    from ldbench.device import from_args
     from ldbench.runner.tune import TuneOptions, parse_grid, tune_delta
 
     low, high, step = parse_grid(args.grid)
+    device, precision = from_args(args)
     opts = TuneOptions(low=low, high=high, step=step, criterion=args.criterion, train=args.train, sample=args.sample,
-                       seed=args.seed)
+                       seed=args.seed, device=device, precision=precision, inception_weights=args.inception_weights,
+                       allow_unverified_weights=args.allow_unverified_weights)
     opts.check()
     out_dir = (args.out or Path.cwd() / "reports" / f"tune-delta-{dataset.name}-{method.name}").resolve()
     cache_dir = writable_dirs(out_dir, args.cache_dir)
@@ -99,7 +105,8 @@ def report(args) -> int:
     cache_dir = writable_dirs(args.dir.resolve(), args.cache_dir or results["cache_dir"])
     opts = RunOptions(out_dir=args.dir.resolve(), cache_dir=cache_dir, quiet=True, require_cached=True,
                       base_model=run_options.get("base_model"), inception_weights=run_options.get("inception_weights"),
-                      allow_unverified_weights=bool(run_options.get("allow_unverified_weights")))
+                      allow_unverified_weights=bool(run_options.get("allow_unverified_weights")),
+                      cache_device=str(run_options.get("device", "cpu")), precision=run_options.get("precision", "fp32"))
     result = run_suite(suite, opts)
     out.print(f"report: {args.dir / 'report.html'} ({len(result.records)} records, all from the cache)")
     return 0
@@ -262,14 +269,12 @@ def methods() -> int:
 
 
 def _extractor(name: str, args, **options):
-    from ldbench.metrics.extractors import create_extractor
+    from ldbench.device import resolve_device
+    from ldbench.metrics.factory import ExtractorConfig, extractor
 
-    if name.startswith("inception"):
-        if getattr(args, "inception_weights", None):
-            options["weights_path"] = args.inception_weights
-        if getattr(args, "allow_unverified_weights", False):
-            options["allow_unverified"] = True
-    return create_extractor(name, **options)
+    return extractor(ExtractorConfig(name, options, getattr(args, "inception_weights", None),
+                                     bool(getattr(args, "allow_unverified_weights", False)),
+                                     resolve_device(getattr(args, "device", None))))
 
 
 def fid(args) -> int:
@@ -321,7 +326,7 @@ def stats_build(args) -> int:
 
     extractor = _extractor(args.extractor, args)
     ds = stages.make_dataset(Component(args.dataset))
-    ctx = stages.Context(store=Store(resolve_cache_dir(args.cache_dir)))
+    ctx = stages.context(Store(resolve_cache_dir(args.cache_dir)))
     data_art = stages.dataset_stage(ctx, ds)
     target = args.out or REFERENCE_STATS_DIR / f"{ds.name}_{args.split}_{extractor.name}.npz"
     from ldbench import __version__

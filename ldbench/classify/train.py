@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from ldbench.classify.models import MEAN, STD, TASKS, ClassifierOptions, create_model, has_fixed_input_size
+from ldbench.device import current as current_device
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write
 from ldbench.progress import progress_bar
@@ -132,7 +133,7 @@ def _recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int) -
     model.train()
     with torch.no_grad():
         for idx in _batches(torch.arange(len(x)), batch_size):
-            model(_normalise(x[idx]))
+            model(_normalise(x[idx]).to(next(model.parameters()).device))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.eval()
@@ -181,7 +182,7 @@ class TrainedClassifier:
                     f"classifier weights do not fit timm model {self.model_name!r} ({str(exc).splitlines()[0]})"
                 ) from None
             self._module = model.eval()
-        return self._module
+        return self._module.to(current_device())
 
     def predict(self, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
         """Probabilities of class 1 (binary) or values in target units (regression), float64 (N,)."""
@@ -189,6 +190,7 @@ class TrainedClassifier:
         if len(x) == 0:
             return np.zeros(0, dtype=np.float64)
         model = self.module()
+        device = next(model.parameters()).device
         if tuple(x.shape[1:]) != tuple(self.image_shape) and has_fixed_input_size(self.model_name):
             raise UserError(
                 f"classifier {self.model_name!r} was trained on {self.image_shape} images and needs that size, "
@@ -197,8 +199,8 @@ class TrainedClassifier:
         outputs = []
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
-                batch = _normalise(_tensor(x[start : start + batch_size]))
-                outputs.append(model(batch).reshape(-1).double())
+                batch = _normalise(_tensor(x[start : start + batch_size])).to(device)
+                outputs.append(model(batch).reshape(-1).double().cpu())
         out = torch.cat(outputs)
         if self.task == "binary":
             return torch.sigmoid(out).numpy()
@@ -317,8 +319,10 @@ def train_classifier(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = create_model(options, image_shape)
-        gen = torch.Generator().manual_seed(seed)
+        model = create_model(options, image_shape)  # initialised on the CPU (same weights on every device)
+        device = torch.device(current_device())
+        model = model.to(device)
+        gen = torch.Generator().manual_seed(seed)  # batches and augmentations: CPU draws, whatever the device
         opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         best_state, best_score = None, -math.inf
         for epoch in progress_bar(
@@ -330,7 +334,7 @@ def train_classifier(
                 xb = x_t[idx]
                 if options.augment:
                     xb = _augment(xb, gen)
-                loss = loss_fn(model(_normalise(xb)).reshape(-1), y_t[idx])
+                loss = loss_fn(model(_normalise(xb).to(device)).reshape(-1), y_t[idx].to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -347,6 +351,6 @@ def train_classifier(
                     best_score, history["best_epoch"] = score, epoch
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     state = best_state if best_state is not None else model.state_dict()
-    trained.state_dict = {k: v.detach().clone() for k, v in state.items()}
+    trained.state_dict = {k: v.detach().cpu().clone() for k, v in state.items()}
     trained._module = None  # rebuilt from the kept weights on first use
     return trained

@@ -181,7 +181,7 @@ def run_edits(editor: Editor, parts: dict, dataset: Dataset, images: np.ndarray 
         latents.append(z)
         prompts.extend(p)
     z = torch.cat(latents)
-    return decode_latents(parts, z).numpy(), z.cpu().numpy(), prompts
+    return decode_latents(parts, z).numpy(), z.float().cpu().numpy(), prompts
 
 
 def generate(editor: Editor, parts: dict, dataset: Dataset, table: ImageTable, plan: EditPlan, drift: Drift,

@@ -11,6 +11,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ldbench.drift import Drift, after_step, forward_noised, initial_latents
+from ldbench.errors import UserError
 from ldbench.methods.loop import tokenize
 
 
@@ -115,10 +116,29 @@ def invert_latents(parts: dict, source_latents: torch.Tensor, prompts: list[str]
     return latents, sampler.timesteps[steps - n_run:]
 
 
+CPU_CHUNK = 128  # images per autoencoder pass on the CPU (as before: the CPU numbers depend on it)
+VAE_CHUNK_ENV = "LDBENCH_VAE_CHUNK"  # on a GPU: images per pass (default 8, a Stable Diffusion VAE's memory)
+
+
+def vae_chunk(vae, chunk: int | None = None) -> int:
+    """Images per autoencoder pass: `chunk`, else 128 on the CPU, else $LDBENCH_VAE_CHUNK or 8 on a GPU."""
+    import os
+
+    if chunk is not None:
+        return chunk
+    if vae.device.type == "cpu":
+        return CPU_CHUNK
+    value = os.environ.get(VAE_CHUNK_ENV, "8")
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"${VAE_CHUNK_ENV}={value!r}: expected a positive number of images per autoencoder pass")
+    return int(value)
+
+
 @torch.no_grad()
-def encode_images(parts: dict, images: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-    """Gray images (N, H, W) in [0, 1] -> scaled latent means (N, C, h, w)."""
+def encode_images(parts: dict, images: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Gray images (N, H, W) in [0, 1] -> scaled latent means (N, C, h, w), in chunks (`vae_chunk`)."""
     vae = parts["vae"]
+    chunk = vae_chunk(vae, chunk)
     out = []
     for i in range(0, len(images), chunk):
         x = images[i : i + chunk, None].repeat(1, 3, 1, 1).to(vae.device, vae.dtype) * 2 - 1
@@ -127,9 +147,10 @@ def encode_images(parts: dict, images: torch.Tensor, chunk: int = 128) -> torch.
 
 
 @torch.no_grad()
-def decode_latents(parts: dict, latents: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-    """Scaled latents -> gray images (N, H, W) in [0, 1] (mean of the decoded RGB channels)."""
+def decode_latents(parts: dict, latents: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Scaled latents -> gray images (N, H, W) in [0, 1] (mean of the decoded RGB channels), in chunks."""
     vae = parts["vae"]
+    chunk = vae_chunk(vae, chunk)
     out = []
     for i in range(0, len(latents), chunk):
         rgb = vae.decode(latents[i : i + chunk] / vae.config.scaling_factor).sample

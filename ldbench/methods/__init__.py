@@ -35,6 +35,14 @@ class MethodOptions:
                        micro-batch of a run makes the random draws the i-th step of a run without
                        accumulation would (same seed); the loss recorded per optimizer step is the
                        mean over its micro-batches.
+    gradient_checkpointing
+                       "auto" (default: on when the UNet is on a CUDA GPU, off on CPU), true or false:
+                       recompute the UNet's activations in the backward pass instead of keeping them
+                       (unet.enable_gradient_checkpointing()), for Stable Diffusion scale on a GPU. The
+                       numbers are the same with and without it (a test checks the losses on the tiny
+                       model), so it is not in the cache key at "auto". Attention needs no option: diffusers'
+                       default processor (AttnProcessor2_0) calls torch's scaled_dot_product_attention,
+                       which picks its memory-efficient / flash kernels on CUDA (xformers is not used).
 
     Method-specific (ignored by the others):
 
@@ -69,9 +77,10 @@ class MethodOptions:
     checkpoint: str | dict = ""
     mixed_precision: str = "no"
     gradient_accumulation_steps: int = 1
+    gradient_checkpointing: str | bool = "auto"
 
     def __post_init__(self) -> None:
-        check_training_options(self.mixed_precision, self.gradient_accumulation_steps)
+        check_training_options(self.mixed_precision, self.gradient_accumulation_steps, self.gradient_checkpointing)
         v.positive_int(self.steps, "method option steps", example=300)
         v.positive_int(self.batch_size, "method option batch_size", example=16)
         v.positive_float(self.lr, "method option lr", example=2e-4)

@@ -55,7 +55,7 @@ def tokenize(tokenizer, captions) -> torch.Tensor:
     ).input_ids
 
 
-def check_training_options(mixed_precision, gradient_accumulation_steps) -> None:
+def check_training_options(mixed_precision, gradient_accumulation_steps, gradient_checkpointing="auto") -> None:
     """Reject bad mixed_precision / gradient_accumulation_steps with one line naming the value and the fix."""
     if not isinstance(mixed_precision, str) or mixed_precision not in MIXED_PRECISIONS:
         raise UserError(f"method option mixed_precision {mixed_precision!r} is unknown; "
@@ -63,12 +63,20 @@ def check_training_options(mixed_precision, gradient_accumulation_steps) -> None
     value = gradient_accumulation_steps
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"method option gradient_accumulation_steps must be an integer >= 1, got {value!r}")
+    if gradient_checkpointing not in ("auto", True, False):
+        raise UserError(f"method option gradient_checkpointing must be auto, true or false, got {gradient_checkpointing!r}")
 
 
 def training_options(options) -> dict:
     """What every method passes from MethodOptions to train_denoiser unchanged (one place, so none forgets)."""
     return {"mixed_precision": options.mixed_precision,
-            "gradient_accumulation_steps": options.gradient_accumulation_steps}
+            "gradient_accumulation_steps": options.gradient_accumulation_steps,
+            "gradient_checkpointing": options.gradient_checkpointing}
+
+
+def use_checkpointing(gradient_checkpointing: str | bool, device: torch.device) -> bool:
+    """MethodOptions.gradient_checkpointing resolved: "auto" is on for a UNet on CUDA, off on CPU."""
+    return device.type == "cuda" if gradient_checkpointing == "auto" else bool(gradient_checkpointing)
 
 
 def _accelerator(mixed_precision: str, gradient_accumulation_steps: int, cpu: bool):
@@ -99,6 +107,7 @@ def train_denoiser(
     after_step: Callable[[], None] | None = None,
     mixed_precision: str = "no",
     gradient_accumulation_steps: int = 1,
+    gradient_checkpointing: str | bool = "auto",
     desc: str = "train",
     quiet: bool = False,
 ) -> list[float]:
@@ -118,7 +127,7 @@ def train_denoiser(
     Returns the loss per optimizer step (the mean over its micro-batches). Deterministic for a seed on CPU.
     """
     unet, text_encoder, tokenizer, scheduler = parts["unet"], parts["text_encoder"], parts["tokenizer"], parts["scheduler"]
-    check_training_options(mixed_precision, gradient_accumulation_steps)
+    check_training_options(mixed_precision, gradient_accumulation_steps, gradient_checkpointing)
     device = next(unet.parameters()).device
     if mixed_precision == "fp16" and device.type != "cuda":
         raise UserError("mixed_precision fp16 needs a CUDA GPU; use bf16 on CPU")
@@ -143,6 +152,9 @@ def train_denoiser(
         p.requires_grad_(True)
         p.grad = None
     unet.train()
+    checkpointing = use_checkpointing(gradient_checkpointing, device)
+    if checkpointing:
+        unet.enable_gradient_checkpointing()
     text_encoder.train(train_text_encoder)
     accelerator = _accelerator(mixed_precision, gradient_accumulation_steps, cpu=device.type == "cpu")
     # Only the optimizer is prepared: preparing a module for mixed precision patches its forward with
@@ -189,6 +201,8 @@ def train_denoiser(
                 opt.zero_grad(set_to_none=True)  # likewise only then
             micro.append(loss.item())
         losses.append(sum(micro) / len(micro))
+    if checkpointing:
+        unet.disable_gradient_checkpointing()
     unet.eval()
     text_encoder.eval()
     for p in trainable:

@@ -92,7 +92,8 @@ def cached_folder_features(folder: ImageFolder, extractor, batch_size: int, cach
         computed["set"] = fs
         return {"n": fs.n}
 
-    art = Store(cache_dir).get_or_build("features", "1", config, [], build)
+    device = str(getattr(extractor, "device", "cpu"))  # GPU features are keyed apart from CPU ones
+    art = Store(cache_dir, device=device).get_or_build("features", "1", config, [], build)
     if "set" in computed:
         fs = computed["set"]
     else:

@@ -238,6 +238,7 @@ def render_report(inputs: dict) -> str:
         latent_figures=_latent_figures(inputs),
         sample_figures=_sample_figures(inputs),
         environment=json.dumps(inputs["environment"], indent=1, sort_keys=True),
+        stage_resources=inputs.get("stage_resources", []),
         resolved_config=json.dumps(provenance.get("resolved_config", {}), indent=1, sort_keys=True),
         reference_stats=json.dumps(provenance.get("reference_stats", {}), indent=1, sort_keys=True),
         n_records=len(records),

@@ -163,6 +163,7 @@ def counterfactual_metrics_stage(ctx: stages.Context, dataset: Dataset, data_art
 
 def compute_counterfactual_metrics(dataset, data_art, gen, test_latents, load_parts, editor_spec, drift, evaluation,
                                    oracles, seed, quiet) -> tuple[list[dict], dict[str, np.ndarray], list[str]]:
+    from ldbench.device import current as current_device
     from ldbench.metrics.counterfactual import image_similarity, lpips_from_config
     from ldbench.metrics.significance import mean_with_ci
 
@@ -194,7 +195,8 @@ def compute_counterfactual_metrics(dataset, data_art, gen, test_latents, load_pa
         if truth is not None:
             for name, values in image_similarity(images, truth).items():
                 add_mean(f"truth_{name}", values, "pixels", truth=plan["truth_table"])
-            lpips, note = lpips_from_config(evaluation.lpips_backbone or None, evaluation.lpips_linear or None)
+            lpips, note = lpips_from_config(evaluation.lpips_backbone or None, evaluation.lpips_linear or None,
+                                            device=current_device())
             if lpips is None:
                 notes.append(note)
             else:

@@ -7,7 +7,9 @@ built once (the store's file locks make the second wait and then read it).
     slurm   each cell a SLURM job through submitit (`cluster: local` runs them as local processes, for tests)
 
 The driver builds the shared stages (datasets, reference statistics, base model) first, so workers only
-read them.
+read them, on the driver's device. A worker runs its cells on the GPU its executor gave it (`gpus`: Ray's
+num_gpus, submitit's gpus_per_node / slurm_gpus_per_node / gpus_per_task): Ray and SLURM set
+CUDA_VISIBLE_DEVICES to it, so it is the worker's cuda:0 (ldbench.device.worker_device); given none, cpu.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def create_executor(name: str, options: dict, out_dir: Path):
 @EXECUTORS.register("local")
 class LocalExecutor:
     in_process = True
+    gpus = 0  # cells run on the driver's device
 
     def __init__(self, out_dir: Path) -> None:
         del out_dir
@@ -62,6 +65,7 @@ class RayExecutor:
         self.ray = ray
         self.address = address or None
         self.resources = {"num_cpus": float(num_cpus), "num_gpus": float(num_gpus)}
+        self.gpus = float(num_gpus)
 
     def map(self, fn: Callable, jobs: list[tuple], on_start=None, on_done=None, **_) -> list:
         ray = self.ray
@@ -110,6 +114,8 @@ class SubmititExecutor:
             raise UserError(f"--executor slurm: {str(exc).splitlines()[0]}; on a machine without SLURM use "
                             "--executor-option cluster=local (jobs as local processes)") from None
         defaults = {"timeout_min": 24 * 60} if cluster == "slurm" else {}
+        self.gpus = next((int(parameters[k]) for k in ("gpus_per_node", "slurm_gpus_per_node", "gpus_per_task",
+                                                        "slurm_gpus_per_task") if parameters.get(k)), 0)
         try:
             self.executor.update_parameters(**{**defaults, **parameters})
         except (NameError, ValueError, TypeError, AssertionError) as exc:  # submitit's ways of saying "unknown"

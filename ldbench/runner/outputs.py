@@ -59,9 +59,21 @@ def write_outputs(suite: Suite, opts, records: list[dict], effects: list[dict], 
         "effects": effects,
         "roc": list(roc),
         "environment": env,
+        "stage_resources": stage_resources(opts.out_dir / "events.jsonl"),
     }
     atomic_write_text(opts.out_dir / "report.html", render_report(report_inputs))
     log("outputs", files=[*written, "report.html"])
+
+
+def stage_resources(events_path: Path) -> list[dict]:
+    """The stages this run built (not cache hits), with their seconds and peak memory, from events.jsonl."""
+    rows = []
+    if events_path.exists():
+        for line in events_path.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("event") == "stage" and not event.get("cached"):
+                rows.append({k: event.get(k) for k in ("stage", "key", "seconds", "peak_gpu_mem_mb", "peak_rss_mb")})
+    return rows
 
 
 def _npz(path: Path, key: str) -> np.ndarray:

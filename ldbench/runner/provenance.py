@@ -27,7 +27,9 @@ def git_commit() -> str | None:
         return None
 
 
-def environment() -> dict:
+def environment(device: str = "cpu", precision: str = "fp32") -> dict:
+    from ldbench.device import describe
+
     versions = {}
     for name in PACKAGES:
         try:
@@ -39,7 +41,7 @@ def environment() -> dict:
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "device": "cpu",
+        **describe(device, precision),  # device (type), device_index, device_name, precision
         "torch_threads": torch.get_num_threads(),
         "packages": versions,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -40,11 +40,18 @@ class RunOptions:
     executor: str = "local"  # where cells run: local | ray | slurm (ldbench.runner.executors)
     executor_options: dict = dataclasses.field(default_factory=dict)
     run_id: str = ""  # written in every event and in results.json; "" = a new one (new_run_id)
+    device: str = "cpu"  # resolved (ldbench.device.resolve_device): "cpu" or "cuda:N"
+    precision: str = "fp32"  # inference precision of sampling and the autoencoder
+    executor_gpus: float = 0  # GPUs each worker is given (set from the executor)
+    cache_device: str = ""  # `ldbench report`: the device type whose cache keys the run used ("" = device's)
 
     def to_dict(self) -> dict:
         """What `ldbench report` needs to re-open the same cache entries."""
+        from ldbench.device import device_type
+
         return {"base_model": self.base_model, "inception_weights": self.inception_weights,
-                "allow_unverified_weights": self.allow_unverified_weights}
+                "allow_unverified_weights": self.allow_unverified_weights,
+                "device": self.cache_device or device_type(self.device), "precision": self.precision}
 
 
 @dataclass
@@ -55,27 +62,12 @@ class RunResult:
     store_events: list[dict]
 
 
-def make_extractors(suite: Suite, opts: RunOptions) -> dict:
+def make_extractors(suite: Suite, opts: RunOptions, reuse: bool = False) -> dict:
     """Every extractor of the suite's realism metrics, by name (missing weights fail here, before any work)."""
-    from ldbench.metrics.extractors import create_extractor
+    from ldbench.metrics.factory import suite_extractors
 
-    out = {}
-    for name in suite.evaluation.extractors:
-        options = dict(suite.evaluation.extractor_options.get(name, {}))
-        if name.startswith("inception"):
-            if opts.inception_weights:
-                options["weights_path"] = opts.inception_weights
-            if opts.allow_unverified_weights:
-                options["allow_unverified"] = True
-        out[name] = create_extractor(name, **options)
-    return out
-
-
-def _extractors_key(suite: Suite, opts: RunOptions) -> str:
-    """Everything that changes an extractor: names, options, the weights path and the unverified switch."""
-    ev = suite.evaluation
-    return json.dumps([ev.extractors, ev.extractor_options, opts.inception_weights, opts.allow_unverified_weights],
-                      sort_keys=True, default=str)
+    return suite_extractors(suite.evaluation, opts.inception_weights, opts.allow_unverified_weights, opts.device,
+                            reuse=reuse)
 
 
 def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
@@ -83,8 +75,13 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
 
     start = time.perf_counter()
     opts = dataclasses.replace(opts, run_id=opts.run_id or new_run_id())
-    store = Store(opts.cache_dir, read_only=opts.require_cached)
-    ctx = stages.Context(store=store, quiet=opts.quiet)
+    from ldbench.device import key_fields, use_device
+
+    use_device(opts.device)
+    store = Store(opts.cache_dir, read_only=opts.require_cached, device=opts.device, precision=opts.precision)
+    if opts.cache_device:  # re-render on this machine what a run made elsewhere (nothing is built)
+        store.key_extra = key_fields(opts.cache_device, opts.precision)
+    ctx = stages.context(store, opts.quiet, opts.device, opts.precision)
     base_spec = Component("diffusers", {"path": opts.base_model}) if opts.base_model else suite.base_model
     extractors = make_extractors(suite, opts)  # fails early (missing weights) before any training
     cells = suite.cells()
@@ -162,7 +159,7 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
     for spec, (_, art, _) in datasets.items():
         latents[spec] = stages.latents_stage(ctx, art, base)
         log_stage()
-    shared = Shared(datasets, base, latents, environment(), torch.get_num_threads())
+    shared = Shared(datasets, base, latents, environment(opts.device, opts.precision), torch.get_num_threads())
     floor = _floor(suite, ctx, shared, extractors, log_stage)
 
     cells = suite.cells()
@@ -189,7 +186,8 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, base_spec, extract
         finished.append(i)
         log("cell", index=i, cached=all(e["cached"] for e in out.store_events))
 
-    worker_opts = dataclasses.replace(opts, quiet=opts.quiet or not executor.in_process)
+    worker_opts = dataclasses.replace(opts, quiet=opts.quiet or not executor.in_process,
+                                      executor_gpus=getattr(executor, "gpus", 0))
     jobs = [(suite, worker_opts, shared, cell) for cell in cells]
     in_process = {"ctx": ctx, "log_stage": log_stage, "extractors": extractors} if executor.in_process else {}
     outputs: list[CellOutput] = executor.map(run_cell, jobs, on_start=on_start, on_done=on_done, **in_process)
@@ -238,26 +236,18 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-_EXTRACTORS: dict = {}  # per process: a worker builds the extractors once for all its cells
-
-
 def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.Context | None = None,
              log_stage=None, extractors: dict | None = None) -> CellOutput:
     """Every stage of one cell: fine-tune, editor model, generate, metrics, counterfactual stages. Runs in
     the driver (local executor) or in a worker (Ray, SLURM) against the same shared store."""
+    env = None
     if ctx is None:  # a worker: its own store handle on the shared cache directory, the driver's threads
-        import torch
-
-        torch.set_num_threads(shared.threads)
-        ctx = stages.Context(store=Store(opts.cache_dir, read_only=opts.require_cached), quiet=opts.quiet)
-    if extractors is None:
-        key = _extractors_key(suite, opts)
-        if key not in _EXTRACTORS:
-            _EXTRACTORS[key] = make_extractors(suite, opts)
-        extractors = _EXTRACTORS[key]
+        ctx, opts, env = _worker_context(opts, shared)
+        extractors = make_extractors(suite, opts, reuse=True)  # built once per worker process and configuration
     first_event = len(ctx.store.events)
     log_stage = log_stage or (lambda: None)
-    ev, base, env = suite.evaluation, shared.base, shared.env
+    ev, base = suite.evaluation, shared.base
+    env = shared.env if env is None else env
     ds, data_art, references = shared.datasets[cell.dataset]
     ft = stages.finetune_stage(ctx, ds, data_art, base, cell.method, cell.drift, cell.seed)
     log_stage()
@@ -325,6 +315,23 @@ def _base_model_notes(base) -> list[str]:
         return []
     return [f"Base model {base.meta.get('source')}: its numbers measure nothing but the code's run; never "
             "report them as results"]
+
+
+def _worker_context(opts: RunOptions, shared: Shared) -> tuple:
+    """A Ray task's / SLURM job's context: the driver's threads, the GPU its executor gave it (else cpu)."""
+    import os
+
+    import torch
+
+    from ldbench.device import check_precision, describe, use_device, worker_device
+
+    torch.set_num_threads(shared.threads)
+    device = worker_device(opts.device, opts.executor_gpus, os.environ)
+    check_precision(opts.precision, device)
+    use_device(device)
+    opts = dataclasses.replace(opts, device=device)
+    ctx = stages.context(Store(opts.cache_dir, read_only=opts.require_cached), opts.quiet, device, opts.precision)
+    return ctx, opts, {**shared.env, **describe(device, opts.precision)}
 
 
 def _realism_metrics(ctx, gen, references: dict, extractors: dict, ev, seed: int, log_stage, artifacts: dict

@@ -21,6 +21,7 @@ from ldbench import __version__
 from ldbench.config import Component, Evaluation, build_options
 from ldbench.data import ImageTable, create_dataset
 from ldbench.data.base import Dataset
+from ldbench.device import inference_precision
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditorOptions, generate
@@ -49,9 +50,18 @@ STAGE_VERSIONS = {
 class Context:
     store: Store
     quiet: bool = False
-    device: str = "cpu"
+    device: str = "cpu"  # where networks run: "cpu" or "cuda:N" (ldbench.device.resolve_device)
+    precision: str = "fp32"  # inference precision of sampling and the autoencoder
     # Where each artifact came from, for provenance: stage -> key -> description.
     notes: dict = field(default_factory=dict)
+
+
+def context(store: Store | Path, quiet: bool = False, device: str = "cpu", precision: str = "fp32") -> Context:
+    """A Context for `device` / `precision` on `store` (a Store, made with them, or a cache directory); the
+    store's keys carry them (ldbench.device.key_fields)."""
+    if not isinstance(store, Store):
+        store = Store(store, device=device, precision=precision)
+    return Context(store=store, quiet=quiet, device=device, precision=precision)
 
 
 # --- dataset ---------------------------------------------------------------------------------------
@@ -119,7 +129,7 @@ def training_drift(drift: Drift) -> Drift:
 
 # Method options whose default means "train exactly as before the option existed" stay out of the cache key
 # at that default, so adding them kept existing fine-tunes valid (any other value is in the key).
-_NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1}
+_NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1, "gradient_checkpointing": "auto"}
 
 
 def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, method_spec: Component,
@@ -249,7 +259,8 @@ def generate_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
         parts = load_editing_parts(ctx, base, ft, method_name, editor_spec.name, editor_model)
         table = load_table(data_art).split(split)
         plan = editor.plan(dataset, table, bool(data_art.meta.get("has_counterfactuals")))
-        out = generate(editor, parts, dataset, table, plan, sample_drift, options, seed, ctx.quiet)
+        with inference_precision(ctx.device, ctx.precision):
+            out = generate(editor, parts, dataset, table, plan, sample_drift, options, seed, ctx.quiet)
         np.savez(tmp / "generated.npz", images=out.images.astype(np.float32), latents=out.latents.astype(np.float32),
                  source_index=plan.source_index, truth_index=plan.truth_index)
         (tmp / "prompts.json").write_text(json.dumps(list(out.prompts)))
@@ -290,7 +301,8 @@ def latents_stage(ctx: Context, data_art: Artifact, base: Artifact, split: str =
 
         parts = load_base(ctx, base)
         images = load_table(data_art).split(split).images
-        z = encode_images(parts, torch.from_numpy(images)).numpy()
+        with inference_precision(ctx.device, ctx.precision):
+            z = encode_images(parts, torch.from_numpy(images)).float().cpu().numpy()
         np.savez(tmp / "latents.npz", latents=z.astype(np.float32))
         return {"n": len(z), "split": split}
 

@@ -1,6 +1,6 @@
 """Content-addressed artifact store: every stage output lives under a hash of what produced it.
 
-key = sha256(stage, stage version, config, upstream keys). An entry is written to a temporary
+key = sha256(stage, stage version, config, upstream keys[, device type and precision unless cpu / fp32]). An entry is written to a temporary
 directory and renamed into place only when complete, with a manifest of its files' SHA-256; a run
 killed at any moment leaves no half-written entry, and a corrupted entry is detected and rebuilt,
 never used. A per-key file lock lets several runs share one store without doing the work twice.
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ldbench.device import peak_memory, reset_peak_memory, running_on
 from ldbench.errors import UserError
 from ldbench.hashing import canonical_json, sha256_file, stable_hash
 
 MANIFEST = "artifact.json"
+NETWORK_FREE_STAGES = frozenset({"dataset"})  # stages whose output no network computes (no device in the key)
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,14 @@ class Artifact:
 
 
 class Store:
-    def __init__(self, root: Path, read_only: bool = False) -> None:
+    def __init__(self, root: Path, read_only: bool = False, device: str = "cpu", precision: str = "fp32") -> None:
+        from ldbench.device import key_fields
+
         self.root = Path(root)
+        self.device = device
+        # Device type and precision enter the key of every stage that runs a network (all but the dataset),
+        # only when they are not cpu / fp32: keys made before --device existed stay the same.
+        self.key_extra = key_fields(device, precision)
         self.root.mkdir(parents=True, exist_ok=True)
         self.events: list[dict] = []  # (stage, key, cached, seconds) of this process, for logs and tests
         # read_only: a missing entry is an error instead of a build (`ldbench report` re-renders from the
@@ -46,7 +54,10 @@ class Store:
         self.read_only = read_only
 
     def key(self, stage: str, version: str, config: object, upstream: list[str]) -> str:
-        return stable_hash({"stage": stage, "version": version, "config": config, "upstream": sorted(upstream)})
+        payload = {"stage": stage, "version": version, "config": config, "upstream": sorted(upstream)}
+        if self.key_extra and stage not in NETWORK_FREE_STAGES:
+            payload["device"] = self.key_extra
+        return stable_hash(payload)
 
     def get_or_build(
         self,
@@ -74,9 +85,11 @@ class Store:
                 shutil.rmtree(stale, ignore_errors=True)
             tmp = self.root / stage / f".tmp-{key}-{os.getpid()}"
             tmp.mkdir(parents=True)
+            reset_peak_memory(self.device)
             start = time.perf_counter()
             try:
-                meta = build(tmp)
+                with running_on(self.device):  # classifiers, oracles, LPIPS: ldbench.device.current()
+                    meta = build(tmp)
                 files = {
                     str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
                 }
@@ -90,7 +103,8 @@ class Store:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             seconds = time.perf_counter() - start
-            self.events.append({"stage": stage, "key": key, "cached": False, "seconds": round(seconds, 3)})
+            self.events.append({"stage": stage, "key": key, "cached": False, "seconds": round(seconds, 3),
+                                **peak_memory(self.device)})
             return Artifact(stage, key, final, meta, cached=False)
 
     def _load(self, stage: str, key: str, final: Path) -> Artifact | None:

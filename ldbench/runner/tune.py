@@ -48,6 +48,10 @@ class TuneOptions:
     train: str = "noise"  # the drift placements of the tuned δ (ldbench.drift)
     sample: str = "init"
     seed: int = 0
+    device: str = "cpu"  # resolved (ldbench.device.resolve_device)
+    precision: str = "fp32"
+    inception_weights: str | None = None  # as `ldbench run`'s --inception-weights / --allow-unverified-weights
+    allow_unverified_weights: bool = False
 
     def check(self) -> None:
         """Every option, before any work: finite bounds, step > 0, at most MAX_GRID_POINTS values."""
@@ -85,9 +89,18 @@ def parse_grid(text: str) -> tuple[float, float, float]:
     return low, high, step
 
 
+def _criterion_extractor(ev, opts: TuneOptions):
+    """The criterion's features: the suite's first extractor, with the Inception weights options and device."""
+    from ldbench.metrics import factory
+
+    name = ev.extractors[0]
+    return factory.extractor(factory.ExtractorConfig(name, dict(ev.extractor_options.get(name, {})),
+                                                     opts.inception_weights, opts.allow_unverified_weights, opts.device))
+
+
 def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, opts: TuneOptions, out_dir: Path,
                cache_dir: Path, quiet: bool = False) -> dict:
-    from ldbench.metrics.extractors import create_extractor
+    from ldbench.device import use_device
     from ldbench.metrics.scores import distribution_metrics
     from ldbench.metrics.significance import mean_with_ci
 
@@ -99,15 +112,16 @@ def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, op
     except (TypeError, ValueError) as exc:
         raise UserError(f"tune-delta: {exc}") from None
     ev = suite.evaluation
-    ctx = stages.Context(store=Store(cache_dir), quiet=quiet)
+    use_device(opts.device)
+    ctx = stages.context(Store(cache_dir, device=opts.device, precision=opts.precision), quiet, opts.device,
+                         opts.precision)
     ds = stages.make_dataset(dataset_spec)
     data_art = stages.dataset_stage(ctx, ds)
     val = stages.load_table(data_art).split("val")
     if len(val) < 2:
         raise UserError(f"tune-delta: dataset {ds.name} has {len(val)} validation images; δ is chosen on the "
                         "validation split only, so it needs at least 2")
-    name = ev.extractors[0]  # the criterion's features: the suite's first extractor
-    extractor = create_extractor(name, **ev.extractor_options.get(name, {}))
+    extractor = _criterion_extractor(ev, opts)
     stats, stats_source = stages.reference_stats_stage(ctx, ds, data_art, "val", extractor, ev.batch_size)
     base = stages.base_model_stage(ctx, suite.base_model)
     editor = Component("text2img", next((e.options for e in suite.editors if e.name == "text2img"), {}))

@@ -178,3 +178,22 @@ def test_long_sections_start_folded_short_ones_open(monkeypatch):
     assert "<details><summary>24 rows, one per cell and metric</summary>" in metrics
     summary = html.split('<section id="summary">')[1].split("</section>")[0]
     assert "<details" not in summary  # the summary is never folded
+
+
+def test_report_shows_each_built_stage_peak_memory(tmp_path):
+    import json
+
+    from ldbench.runner.outputs import stage_resources
+    from ldbench.runner.store import Store
+
+    store = Store(tmp_path / "cache")
+    store.get_or_build("x", "1", {}, [], lambda tmp: {})
+    store.get_or_build("x", "1", {}, [], lambda tmp: {})  # a cache hit: not a built stage
+    built, hit = store.events
+    assert built["peak_gpu_mem_mb"] is None and built["peak_rss_mb"] > 0 and "peak_rss_mb" not in hit
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"event": "stage", **e}) + "\n" for e in store.events))
+    rows = stage_resources(events)
+    assert [r["stage"] for r in rows] == ["x"]
+    html = render_report({**report_inputs(), "stage_resources": rows})
+    assert "Stages built in this run" in html and f"<td>{rows[0]['peak_rss_mb']}</td>" in html

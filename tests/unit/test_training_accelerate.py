@@ -260,6 +260,7 @@ def test_every_method_passes_the_options_through(tiny_parts, monkeypatch, name):
     options = MethodOptions(steps=2, batch_size=2, mixed_precision="bf16", gradient_accumulation_steps=3)
     METHODS.get(name).train(copy.deepcopy(tiny_parts), _data(), DRIFT, options, seed=0, quiet=True)
     assert seen["mixed_precision"] == "bf16" and seen["gradient_accumulation_steps"] == 3
+    assert seen["gradient_checkpointing"] == "auto"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -273,3 +274,28 @@ def test_mixed_precision_on_cuda_with_accumulation(tiny_parts, precision):
                             mixed_precision=precision, gradient_accumulation_steps=2, quiet=True, **kwargs)
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     assert all(p.dtype == torch.float32 and p.is_cuda for p in trainable)
+
+
+@pytest.mark.parametrize("kind", ["unet", "token"])
+def test_gradient_checkpointing_gives_the_same_losses_and_weights(tiny_parts, kind):
+    common = dict(drift=DRIFT, steps=3, batch_size=2, lr=1e-2, seed=5, quiet=True)
+    plain_parts, data, trainable, kwargs = _setup(tiny_parts, kind)
+    plain = train_denoiser(plain_parts, data, trainable, gradient_checkpointing=False, **common, **kwargs)
+    ckpt_parts, data, trainable, kwargs = _setup(tiny_parts, kind)
+    ckpt = train_denoiser(ckpt_parts, data, trainable, gradient_checkpointing=True, **common, **kwargs)
+    assert ckpt == plain  # every loss, bit for bit
+    assert all(torch.equal(a, b) for a, b in zip(_state(plain_parts), _state(ckpt_parts), strict=True))
+    assert not ckpt_parts["unet"].is_gradient_checkpointing  # switched off again after training
+
+
+def test_checkpointing_auto_is_on_for_cuda_only_and_attention_is_sdpa(tiny_parts):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from ldbench.methods.loop import use_checkpointing
+
+    assert not use_checkpointing("auto", torch.device("cpu")) and use_checkpointing("auto", torch.device("cuda"))
+    assert use_checkpointing(True, torch.device("cpu")) and not use_checkpointing(False, torch.device("cuda"))
+    # torch's scaled_dot_product_attention (memory-efficient / flash kernels on CUDA) is the default attention
+    assert all(isinstance(p, AttnProcessor2_0) for p in tiny_parts["unet"].attn_processors.values())
+    with pytest.raises(UserError, match="gradient_checkpointing"):
+        MethodOptions(gradient_checkpointing="yes")
