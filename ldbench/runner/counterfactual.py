@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ldbench.config import Component, Evaluation, build_options
+from ldbench.data.attributes import NOT_ATTRIBUTES, attribute_task, encode_targets, predictable_attributes
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.drift import Drift
 from ldbench.errors import UserError
@@ -30,11 +31,6 @@ from ldbench.runner.store import Artifact
 
 STAGE_VERSIONS = {"oracle": "1", "counterfactual-metrics": "1", "classifier": "1", "utility": "1"}
 
-# Attribute columns that are bookkeeping, never predicted.
-_NOT_ATTRIBUTES = {"subject", "visit", "split", "slice", "path", "timepoint"}
-# Values read as the negative class of a binary attribute (AUC is for the other value).
-_NEGATIVE = {"CN", "cn", "normal", "healthy", "no", "false", "False", "0"}
-
 
 def classifier_options(evaluation: Evaluation):
     from ldbench.classify import ClassifierOptions
@@ -42,38 +38,7 @@ def classifier_options(evaluation: Evaluation):
     return build_options(ClassifierOptions, evaluation.classifier, "evaluation.classifier")
 
 
-# --- attributes and oracles ------------------------------------------------------------------------
-
-
-def attribute_task(values: np.ndarray) -> tuple[str, object] | None:
-    """("binary", positive value), ("regression", None), or None when a column cannot be predicted."""
-    values = np.asarray(values)
-    unique = np.unique(values)
-    if len(unique) == 2:
-        negatives = [u for u in unique.tolist() if str(u) in _NEGATIVE]
-        positive = next(u for u in unique.tolist() if u not in negatives) if len(negatives) == 1 else unique[-1].item()
-        return "binary", positive
-    if values.dtype.kind == "f" and len(unique) > 2:
-        return "regression", None
-    return None
-
-
-def encode_targets(values, task: str, positive) -> np.ndarray:
-    values = np.asarray(values)
-    if task == "binary":
-        return (values == positive).astype(np.float32)
-    return values.astype(np.float32)
-
-
-def predictable_attributes(table: ImageTable) -> dict[str, tuple[str, object]]:
-    out = {}
-    for name in sorted(table.attributes):
-        if name in _NOT_ATTRIBUTES:
-            continue
-        task = attribute_task(table.attributes[name])
-        if task is not None:
-            out[name] = task
-    return out
+# --- oracles ----------------------------------------------------------------------------------------
 
 
 def oracle_stage(ctx: stages.Context, data_art: Artifact, attribute: str, evaluation: Evaluation,
@@ -310,7 +275,7 @@ def _label(table: ImageTable, evaluation: Evaluation, dataset: Dataset) -> tuple
     label = evaluation.utility_label or flipped_attribute(dataset, table)
     if label not in table.attributes:
         raise UserError(f"evaluation.utility_label={label!r}: the dataset has no such attribute; it has "
-                        f"{', '.join(sorted(a for a in table.attributes if a not in _NOT_ATTRIBUTES))}")
+                        f"{', '.join(sorted(a for a in table.attributes if a not in NOT_ATTRIBUTES))}")
     task = attribute_task(table.attributes[label])
     if task is None or task[0] != "binary":
         raise UserError(f"evaluation.utility_label={label!r} is not a binary attribute; the AUC protocol needs one")

@@ -54,3 +54,11 @@ def new_run_id() -> str:
     import time
 
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"
+
+
+def base_model_notes(base_meta: dict) -> list[str]:
+    """A base model with random weights (sd14-random) says so in every cell's notes."""
+    if not base_meta.get("random_weights"):
+        return []
+    return [f"Base model {base_meta.get('source')}: its numbers measure nothing but the code's run; never "
+            "report them as results"]

@@ -23,7 +23,7 @@ from ldbench.runner.outputs import (
     RESULTS_SCHEMA,  # noqa: E402,F401  (re-exported)
     write_outputs,
 )
-from ldbench.runner.provenance import environment, new_run_id
+from ldbench.runner.provenance import base_model_notes, environment, new_run_id
 from ldbench.runner.store import Artifact, Store
 from ldbench.suite_checks import check_table_for_suite
 
@@ -296,7 +296,7 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
         "base_model_random_weights": bool(base.meta.get("random_weights")),
         "environment": env,
         "torch_threads": shared.threads,
-        "notes": notes + _base_model_notes(base),
+        "notes": notes + base_model_notes(base.meta),
     }
     realism = {e.name: {"extractor": e.describe(), "reference_stats": references[n][1]} for n, e in extractors.items()}
     cell_records = [_record(ds.name, cell, m, {**provenance, **realism.get(m["extractor"], {})}) for m in metrics]
@@ -308,13 +308,6 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, cell, ctx: stages.C
         stats={e.name: references[n][0] for n, e in extractors.items()})
     generated = {"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen}
     return CellOutput(cell_records, evidence, generated, list(ctx.store.events[first_event:]))
-
-
-def _base_model_notes(base) -> list[str]:
-    if not base.meta.get("random_weights"):
-        return []
-    return [f"Base model {base.meta.get('source')}: its numbers measure nothing but the code's run; never "
-            "report them as results"]
 
 
 def _worker_context(opts: RunOptions, shared: Shared) -> tuple:
