@@ -248,24 +248,25 @@ def datasets_check(args) -> int:
     return 0
 
 
+def _list_registry(registry, column: str, attribute: str) -> int:
+    """A registry's names with one descriptive attribute of each component."""
+    table = Table(registry.axis, column)
+    for name, item in registry:
+        table.add_row(name, getattr(item, attribute))
+    out.print(table)
+    return 0
+
+
 def base_models() -> int:
     from ldbench.models.base_models import BASE_MODELS
 
-    table = Table("base model", "description")
-    for name, model in BASE_MODELS:
-        table.add_row(name, model.description)
-    out.print(table)
-    return 0
+    return _list_registry(BASE_MODELS, "description", "description")
 
 
 def methods() -> int:
     from ldbench.methods import METHODS
 
-    table = Table("method", "trains")
-    for name, m in METHODS:
-        table.add_row(name, m.trains)
-    out.print(table)
-    return 0
+    return _list_registry(METHODS, "trains", "trains")
 
 
 def _extractor(name: str, args, **options):

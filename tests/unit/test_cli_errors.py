@@ -68,6 +68,7 @@ def _cases(root: Path) -> dict[str, list[str]]:
         "run_help": ["run", "--help"],
         "suites": ["suites"],
         "methods": ["methods"],
+        "base_models": ["base-models"],
         "datasets": ["datasets"],
     }
 
@@ -159,7 +160,7 @@ def test_empty_base_model_dir_fails_before_training(results):
     assert not stages & {"base-model", "finetune", "generate", "metrics"}, stages
 
 
-@pytest.mark.parametrize("name", ["help", "run_help", "suites", "methods", "datasets"])
+@pytest.mark.parametrize("name", ["help", "run_help", "suites", "methods", "base_models", "datasets"])
 def test_info_commands_exit_zero(results, name):
     r = results[name]
     assert r.returncode == 0, r.stderr
@@ -172,6 +173,7 @@ def test_help_texts(results):
     assert "--base-model" in results["run_help"].stdout and "--set" in results["run_help"].stdout
     assert "smoke" in results["suites"].stdout
     assert "finetune" in results["methods"].stdout
+    assert "sd14-random" in results["base_models"].stdout and "embedded" in results["base_models"].stdout
     assert "synth-brain" in results["datasets"].stdout
 
 
