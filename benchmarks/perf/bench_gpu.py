@@ -57,10 +57,14 @@ def train_rows(base: dict, latent: int, args, device: torch.device) -> dict:
     options = MethodOptions(batch_size=args.batch_size, mixed_precision=args.mixed_precision)
     rows = {}
     for name in args.methods:
-        parts, d, trainable, kwargs = bench_train_step.setup(name, {**base}, data, options)
+        parts, d, trainable, kwargs = bench_train_step.setup(name, base, data, options)  # a copy, on the CPU
         if args.gradient_checkpointing:
             parts["unet"].enable_gradient_checkpointing()
+        # The peak counts what one method's stage holds on the card (its model, gradients, optimizer
+        # state, activations), not the base model, which stays on the CPU until sampling.
         reset_peak(device)
+        for key in ("vae", "text_encoder", "unet"):
+            parts[key].to(device)  # in place: the trainable parameters stay the same objects
         bench_train_step.time_ldbench(parts, d, trainable, kwargs, options, 2)  # warm-up
         peak = peak_memory_gb(device)
         bench_train_step.time_bare(parts, d, trainable, kwargs, options, 2)
@@ -145,8 +149,6 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (not a GPU figure)"
     config = SD14Config(width_divisor=args.width_divisor, image_size=args.image_size)
     base = build_components(Path(tempfile.mkdtemp(prefix="ldbench-bench-tok-")), config)
-    for key in ("vae", "text_encoder", "unet"):
-        base[key].to(device)
     print(f"{name}: sd14-random (random weights), {args.image_size} px, width / {args.width_divisor}", flush=True)
     result = {"device": name, "model": "sd14-random", "image_size": args.image_size,
               "width_divisor": args.width_divisor, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
@@ -155,6 +157,8 @@ def main() -> None:
     result["train"] = {"batch_size": args.batch_size, "mixed_precision": args.mixed_precision,
                        "gradient_checkpointing": args.gradient_checkpointing,
                        "methods": train_rows(base, args.image_size // 8, args, device)}
+    for key in ("vae", "text_encoder", "unet"):
+        base[key].to(device)
     print(f"sampling, {args.sample_steps} DDIM steps, guidance 7.5, batch {args.sample_batch}:", flush=True)
     rows = bench_sampling.compare(base, args.sample_batch, args.sample_steps, args.repeats)
     bench_sampling.print_rows(rows)

@@ -1,9 +1,9 @@
 """Content-addressed artifact store: every stage output lives under a hash of what produced it.
 
-key = sha256(stage, stage version, config, upstream keys[, device type and precision unless cpu / fp32]). An entry is written to a temporary
-directory and renamed into place only when complete, with a manifest of its files' SHA-256; a run
-killed at any moment leaves no half-written entry, and a corrupted entry is detected and rebuilt,
-never used. A per-key file lock lets several runs share one store without doing the work twice.
+key = sha256(stage, stage version, config, upstream keys[, device type and precision unless cpu / fp32]).
+An entry is written to a temporary directory and renamed into place only when complete, with a manifest
+of its files' SHA-256; a run killed at any moment leaves no half-written entry, and a corrupted entry is
+detected and rebuilt, never used. A per-key file lock lets several runs share one store without doing the work twice.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ldbench.device import peak_memory, reset_peak_memory, running_on
+from ldbench.device import key_fields, peak_memory, reset_peak_memory, running_on
 from ldbench.errors import UserError
 from ldbench.hashing import canonical_json, sha256_file, stable_hash
 
@@ -40,8 +40,6 @@ class Artifact:
 
 class Store:
     def __init__(self, root: Path, read_only: bool = False, device: str = "cpu", precision: str = "fp32") -> None:
-        from ldbench.device import key_fields
-
         self.root = Path(root)
         self.device = device
         # Device type and precision enter the key of every stage that runs a network (all but the dataset),
