@@ -323,7 +323,7 @@ def stats_build(args) -> int:
     from ldbench.config import Component
     from ldbench.metrics.stats import write_manifest
     from ldbench.runner import stages
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     extractor = _extractor(args.extractor, args)
     ds = stages.make_dataset(Component(args.dataset))

@@ -48,7 +48,7 @@ def train_domain(args) -> int:
     from ldbench.metrics.domain import DEFAULT_WEIGHTS, save_domain_net
     from ldbench.metrics.domain_training import train_domain_net
     from ldbench.runner import stages
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
@@ -105,7 +105,7 @@ def extractors_validate(args) -> int:
     from ldbench.data import DATASETS
     from ldbench.metrics.validation import matched_subsets, validate_extractor, verdict, write_validation
     from ldbench.runner import stages
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     DATASETS.get(args.dataset)  # an unknown name fails before any work
     if args.n is not None and args.n < 2:

@@ -80,7 +80,7 @@ def cached_folder_features(folder: ImageFolder, extractor, batch_size: int, cach
     """folder_features through the content-addressed store: the key is the folder's content hash (the
     names and bytes of its files, in order) and the extractor's description, so the same files in another
     folder still hit and a changed file or extractor misses. Batch size is not in the key (features do not depend on it)."""
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     content = folder.content_hash()
     config = {"images": content, "extractor": extractor.describe()}

@@ -95,7 +95,7 @@ def _check_diffusers(options: dict) -> None:
 
 def external_model_artifact(path_or_id: str):
     """A model the user provides is not copied into the store; its key is the hash of its weights."""
-    from ldbench.runner.store import Artifact
+    from ldbench.store import Artifact
 
     if not path_or_id:
         raise UserError("base model 'diffusers' needs a path: --base-model PATH_OR_ID")

@@ -27,7 +27,7 @@ from ldbench.drift import Drift
 from ldbench.errors import UserError
 from ldbench.hashing import sha256_file
 from ldbench.runner import stages
-from ldbench.runner.store import Artifact
+from ldbench.store import Artifact
 
 STAGE_VERSIONS = {"oracle": "1", "counterfactual-metrics": "1", "classifier": "1", "utility": "1"}
 

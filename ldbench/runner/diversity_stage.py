@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ldbench.config import Evaluation
-from ldbench.runner.store import Artifact
+from ldbench.store import Artifact
 
 STAGE_VERSION = "1"
 

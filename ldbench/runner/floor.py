@@ -22,7 +22,7 @@ import numpy as np
 from ldbench.config import Evaluation
 from ldbench.drift import Drift
 from ldbench.metrics.scores import FLOOR_EDITOR, FLOOR_METHOD
-from ldbench.runner.store import Artifact
+from ldbench.store import Artifact
 
 FLOOR_SPLIT = "val"  # tune-delta and the oracles' epoch choice read it; fine-tuning never does
 STAGE_VERSION = "2"  # 2: topped up to the generated-set size; keeps its images and features

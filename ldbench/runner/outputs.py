@@ -10,7 +10,7 @@ import numpy as np
 from ldbench.config import Suite
 from ldbench.fsutil import atomic_write_text
 from ldbench.runner import stages
-from ldbench.runner.store import Artifact
+from ldbench.store import Artifact
 
 RESULTS_SCHEMA = "ldbench.results/1"
 

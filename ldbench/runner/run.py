@@ -24,7 +24,7 @@ from ldbench.runner.outputs import (
     write_outputs,
 )
 from ldbench.runner.provenance import base_model_notes, environment, new_run_id
-from ldbench.runner.store import Artifact, Store
+from ldbench.store import Artifact, Store
 from ldbench.suite_checks import check_table_for_suite
 
 

@@ -32,7 +32,7 @@ from ldbench.models import load_components
 from ldbench.models.base_models import BASE_MODELS, external_model_artifact  # noqa: F401 - re-exported
 from ldbench.paths import REFERENCE_STATS_DIR
 from ldbench.runner.checkpoints import checkpoint_file
-from ldbench.runner.store import Artifact, Store
+from ldbench.store import Artifact, Store
 
 STAGE_VERSIONS = {
     "dataset": "1",

@@ -32,7 +32,7 @@ from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write_text
 from ldbench.progress import console
 from ldbench.runner import stages
-from ldbench.runner.store import Store
+from ldbench.store import Store
 
 CRITERIA = ("fd", "l1")
 MAX_GRID_POINTS = 201  # each δ of the grid is a fine-tune

@@ -307,7 +307,7 @@ def test_gzip_truncated_nifti_reader(tmp_path):
 
 def test_bad_copy_leaves_nothing_cached(tmp_path, trees):
     from ldbench.runner import stages
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     root = _copy(trees, "manifest", tmp_path)
     _break_manifest(root)

@@ -57,7 +57,7 @@ def test_cache_keys_unchanged_on_cpu_fp32():
 
 
 def test_store_keys_carry_the_device_only_off_cpu_fp32(tmp_path):
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     cpu, cpu_again = Store(tmp_path), Store(tmp_path, device="cpu", precision="fp32")
     bf16, cuda = Store(tmp_path, device="cpu", precision="bf16"), Store(tmp_path, precision="fp32")
@@ -112,7 +112,7 @@ def test_run_options_remember_the_cache_device_for_report(tmp_path):
 
 def test_stages_run_on_the_store_device(tmp_path):
     from ldbench.device import current
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     seen = []
     Store(tmp_path).get_or_build("x", "1", {}, [], lambda tmp: seen.append(current()) or {})
@@ -121,7 +121,7 @@ def test_stages_run_on_the_store_device(tmp_path):
 
 def test_cpu_fp32_keys_are_the_keys_of_before(tmp_path):
     from ldbench.hashing import stable_hash
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     before = stable_hash({"stage": "generate", "version": "2", "config": {"a": 1}, "upstream": ["k1", "k2"]})
     assert Store(tmp_path).key("generate", "2", {"a": 1}, ["k2", "k1"]) == before

@@ -184,7 +184,7 @@ def test_report_shows_each_built_stage_peak_memory(tmp_path):
     import json
 
     from ldbench.runner.outputs import stage_resources
-    from ldbench.runner.store import Store
+    from ldbench.store import Store
 
     store = Store(tmp_path / "cache")
     store.get_or_build("x", "1", {}, [], lambda tmp: {})

@@ -10,7 +10,7 @@ from ldbench.models import load_components
 from ldbench.models.base_models import BASE_MODELS
 from ldbench.models.sd14 import LABEL, PARAMETERS, SCHEDULER, TEXT, UNET, VAE, SD14Config, build_components
 from ldbench.runner import stages
-from ldbench.runner.store import Store
+from ldbench.store import Store
 
 NARROW = {"width_divisor": 8, "text_layers": 2, "image_size": 64}
 

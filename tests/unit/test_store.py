@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ldbench.runner.store import MANIFEST, Store
+from ldbench.store import MANIFEST, Store
 
 
 class Builder:
