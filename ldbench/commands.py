@@ -322,7 +322,7 @@ def fid(args) -> int:
 def stats_build(args) -> int:
     from ldbench.config import Component
     from ldbench.metrics.stats import write_manifest
-    from ldbench.runner import stages
+    from ldbench.runner import realism_stages, stages
     from ldbench.store import Store
 
     extractor = _extractor(args.extractor, args)
@@ -334,7 +334,7 @@ def stats_build(args) -> int:
     from ldbench.metrics.stats import build_reference_stats, save_reference_stats
 
     images = stages.load_table(data_art).split(args.split).images
-    meta = {**stages.expected_stats_meta(ds, data_art, args.split, extractor), "ldbench_version": __version__}
+    meta = {**realism_stages.expected_stats_meta(ds, data_art, args.split, extractor), "ldbench_version": __version__}
     stats = build_reference_stats(images, extractor, meta, keep_features=True)
     save_reference_stats(stats, Path(target))
     if Path(target).resolve().parent == REFERENCE_STATS_DIR.resolve():

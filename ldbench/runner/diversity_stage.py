@@ -14,15 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ldbench.config import Evaluation
 from ldbench.store import Artifact
 
 STAGE_VERSION = "1"
 
 
-def split_features_stage(ctx, data_art: Artifact, split: str, extractor, batch_size: int) -> Artifact:
+def build_split_features(rt, node, up: dict) -> Artifact:
     """Features of one split of a dataset on one extractor, cached."""
     from ldbench.runner.stages import load_table
+
+    data_art, split, extractor = up["dataset"], node["split"], rt.extractors[node["extractor"]]
+    batch_size, ctx = rt.evaluation.batch_size, rt.ctx
 
     def build(tmp: Path) -> dict:
         images = load_table(data_art).split(split).images
@@ -33,15 +35,18 @@ def split_features_stage(ctx, data_art: Artifact, split: str, extractor, batch_s
     return ctx.store.get_or_build("split-features", STAGE_VERSION, config, [data_art], build)
 
 
-def diversity_stage(ctx, gen: Artifact, gen_features: np.ndarray, train: tuple, heldout: Artifact,
-                    extractor, evaluation: Evaluation, seed: int) -> Artifact:
-    """MS-SSIM diversity and memorization records of generated set `gen` (features `gen_features` on
-    `extractor`); `train` = (dataset artifact, its train-split features artifact); `heldout` = the floor's
-    artifact on the same extractor. metrics.json holds the records, items.npz the per-item evidence."""
+def build_diversity(rt, node, up: dict) -> Artifact:
+    """MS-SSIM diversity and memorization records of the generated set (with its features on the suite's
+    first extractor, kept by its metrics stage) against the train split (and its features) and the held-out
+    floor's images on the same extractor. metrics.json holds the records, items.npz the per-item evidence."""
     from ldbench.metrics.diversity import DiversityOptions, ImageSet, diversity_records
     from ldbench.runner.stages import load_generated, load_table
 
-    data_art, train_feats = train
+    gen, train_feats, heldout, ctx = up["generate"], up["train_features"], up["heldout"], rt.ctx
+    data_art = up["dataset"]
+    extractor, evaluation, seed = rt.extractors[node["extractor"]], rt.evaluation, node["seed"]
+    with np.load(up["metrics"].file("features.npz"), allow_pickle=False) as z:
+        gen_features = z["features"]
     config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(), "seed": seed}
 
     def build(tmp: Path) -> dict:
@@ -68,6 +73,12 @@ def fitting_scales(size: int, options) -> int:
     while scales > 1 and size // 2 ** (scales - 1) < options.window:
         scales -= 1
     return scales
+
+
+def collect_diversity(rt, node, art: Artifact, cell) -> None:
+    records, items = load_diversity(art)
+    cell.metrics += records
+    cell.items.update(items)
 
 
 def load_diversity(art: Artifact) -> tuple[list[dict], dict[str, np.ndarray]]:

@@ -169,76 +169,145 @@ def _finetune_seconds(method: Component, costs: Costs) -> float:
     return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * prior_factor / 16 + extra
 
 
-def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
-    """The cold-cache time of `suite`, stage by stage, counting shared stages once (see the module doc)."""
-    from ldbench.runner.counterfactual import classifier_options
-    from ldbench.runner.stages import editor_options, sampling_drift, training_drift
+# --- what the plan needs to know without data (ldbench.runner.graph.Facts) ------------------------------
 
-    ev = suite.evaluation
-    est = Estimate()
-    seen: set = set()
 
-    def once(key: tuple, stage: str, seconds: float) -> None:
-        if key not in seen:
-            seen.add(key)
-            est.add(stage, seconds)
+@dataclass(frozen=True)
+class EstimateFacts:
+    """The data-dependent answers of a plan, from the tables above instead of built datasets."""
 
-    def features_seconds(extractor: str, n_images: int) -> float:  # one set scored on one extractor
-        return costs.metrics + (n_images * costs.inception_image if extractor.startswith("inception") else 0.0)
+    evaluation: object
 
-    for ds in suite.datasets:
-        once(("dataset", ds), "dataset", costs.dataset)
-        n_test = (DATASET_SIZES.get(ds.name, DEFAULT_SIZE) if not ds.options else DEFAULT_SIZE)[1]
-        for name in ev.extractors:
-            if ds.name not in SHIPPED_STATS or ds.options:
-                once(("reference-stats", ds, name), "reference-stats",
-                     costs.reference_stats + features_seconds(name, n_test))
-            for seed in suite.seeds:  # the real held-out floor (ldbench.runner.floor)
-                once(("heldout-metrics", ds, name, seed), "heldout-metrics", features_seconds(name, n_test))
-        if ev.diversity:  # the train split's features on the first extractor, for memorization
-            n_train = (DATASET_SIZES.get(ds.name, DEFAULT_SIZE) if not ds.options else DEFAULT_SIZE)[0]
-            once(("split-features", ds), "split-features", features_seconds(ev.extractors[0], n_train))
-        once(("latents", ds), "latents", costs.latents)
-    once(("base-model",), "base-model", _pretrain_seconds(suite.base_model, costs))
-    ft_seconds = {m: _finetune_seconds(m, costs) for m in suite.methods}
-    classifier = classifier_options(ev)
+    def split_size(self, spec: Component, split: str) -> int:
+        train, test = DATASET_SIZES.get(spec.name, DEFAULT_SIZE) if not spec.options else DEFAULT_SIZE
+        return train if split == "train" else test
+
+    def oracle_attributes(self, spec: Component, editor: Component) -> list[str]:
+        from ldbench.generate import EDITORS
+
+        # an edit sets one attribute; text-to-image (no source) asks for every predictable one
+        n = 1 if EDITORS.get(editor.name).needs_source else ORACLE_ATTRIBUTES.get(spec.name, 2)
+        return [f"attribute {i + 1}" for i in range(n)]
+
+    def stats_ship(self, spec: Component) -> bool:
+        return spec.name in SHIPPED_STATS and not spec.options
+
+
+def dataset_of(node) -> Component:
+    """The dataset spec a node works on (its own field, else its dataset or first upstream node's)."""
+    value = node.get("dataset")
+    if value is not None:
+        return value
+    return dataset_of(node.up("dataset") or node.upstream[0][1])
+
+
+def _features_seconds(extractor: str, n_images: int, costs: Costs) -> float:  # one set scored on one extractor
+    return costs.metrics + (n_images * costs.inception_image if extractor.startswith("inception") else 0.0)
+
+
+def _classifier_seconds(n_images: int, costs: Costs, facts) -> float:
+    from ldbench.runner.counterfactual_stages import classifier_options
+
+    classifier = classifier_options(facts.evaluation)
     per_image_epoch = costs.classifier_image_epoch * CLASSIFIER_SPEED.get(classifier.model, 1.0)
+    return costs.classifier_fixed + classifier.epochs * n_images * per_image_epoch
 
-    def train_seconds(n_images: int) -> float:
-        return costs.classifier_fixed + classifier.epochs * n_images * per_image_epoch
-    for cell in suite.cells():
-        n_train, n_test = DATASET_SIZES.get(cell.dataset.name, DEFAULT_SIZE) if not cell.dataset.options \
-            else DEFAULT_SIZE
-        opts = editor_options(cell.editor)
-        editor = cell.editor.name
-        ft = ("finetune", cell.dataset, cell.method, training_drift(cell.drift), cell.seed)
-        once(ft, "finetune", ft_seconds[cell.method])
-        model = ft
-        if editor == "instruct":  # its own image-conditioned UNet, trained from the fine-tune (batch 16)
-            model = ("editor-model", ft, cell.editor)
-            once(model, "editor-model", costs.finetune_fixed + costs.finetune_step * opts.instruct_steps)
-        per_image = _sampling_steps(editor, opts) * costs.image_step + costs.image
-        gen = ("generate", model, cell.editor, sampling_drift(cell.drift), cell.seed, "test")
-        once(gen, "generate", costs.generate_fixed + n_test * per_image)
-        for name in ev.extractors:
-            once(("metrics", gen, name), "metrics", features_seconds(name, n_test))
-        if ev.diversity:
-            once(("diversity", gen), "diversity", costs.diversity)
-        if ev.counterfactual or ev.effectiveness:
-            if ev.effectiveness:
-                n_oracles = ORACLE_ATTRIBUTES.get(cell.dataset.name, 2) if editor == "text2img" else 1
-                for a in range(n_oracles):
-                    once(("oracle", cell.dataset, a, cell.seed), "oracle", train_seconds(n_train))
-            seconds = costs.effectiveness if ev.effectiveness else 0.0
-            if ev.counterfactual:
-                axioms = 0.0 if editor == "text2img" else ev.axiom_items * (ev.null_edits + 2) * per_image
-                seconds += costs.counterfactual_fixed + axioms
-            once(("counterfactual-metrics", gen), "counterfactual-metrics", seconds)
-        if ev.utility:
-            gen_train = ("generate", model, cell.editor, sampling_drift(cell.drift), cell.seed, "train")
-            once(gen_train, "generate", costs.generate_fixed + n_train * per_image)
-            once(("classifier", cell.dataset, cell.seed), "classifier", train_seconds(n_train))
-            # the synthetic-only and the 50/50 arms, each about a train split's worth of images
-            once(("utility", gen_train), "utility", 2 * train_seconds(n_train))
+
+def _per_image(editor: Component, costs: Costs) -> float:
+    from ldbench.runner.stages import editor_options
+
+    return _sampling_steps(editor.name, editor_options(editor)) * costs.image_step + costs.image
+
+
+# --- each stage's cost model (declared with the stage in ldbench.runner.pipeline) -------------------------
+
+
+def dataset_cost(node, costs: Costs, facts) -> float:
+    return costs.dataset
+
+
+def reference_stats_cost(node, costs: Costs, facts) -> float | None:
+    """None: the statistics ship with ldbench (no work)."""
+    spec = node["dataset"]
+    if facts.stats_ship(spec):
+        return None
+    return costs.reference_stats + _features_seconds(node["extractor"], facts.split_size(spec, node["split"]), costs)
+
+
+def base_model_cost(node, costs: Costs, facts) -> float:
+    return _pretrain_seconds(node["base_model"], costs)
+
+
+def latents_cost(node, costs: Costs, facts) -> float:
+    return costs.latents
+
+
+def heldout_cost(node, costs: Costs, facts) -> float:
+    return _features_seconds(node["extractor"], facts.split_size(node["dataset"], "test"), costs)
+
+
+def split_features_cost(node, costs: Costs, facts) -> float:
+    return _features_seconds(node["extractor"], facts.split_size(node["dataset"], node["split"]), costs)
+
+
+def finetune_cost(node, costs: Costs, facts) -> float:
+    return _finetune_seconds(node["method"], costs)
+
+
+def editor_model_cost(node, costs: Costs, facts) -> float:
+    from ldbench.runner.stages import editor_options
+
+    # its own image-conditioned UNet, trained from the fine-tune (batch 16)
+    return costs.finetune_fixed + costs.finetune_step * getattr(editor_options(node["editor"]), "instruct_steps", 0)
+
+
+def generate_cost(node, costs: Costs, facts) -> float:
+    n = facts.split_size(dataset_of(node), node["split"])
+    return costs.generate_fixed + n * _per_image(node["editor"], costs)
+
+
+def metrics_cost(node, costs: Costs, facts) -> float:
+    return _features_seconds(node["extractor"], facts.split_size(dataset_of(node), "test"), costs)
+
+
+def diversity_cost(node, costs: Costs, facts) -> float:
+    return costs.diversity
+
+
+def oracle_cost(node, costs: Costs, facts) -> float:
+    return _classifier_seconds(facts.split_size(node["dataset"], "train"), costs, facts)
+
+
+def counterfactual_cost(node, costs: Costs, facts) -> float:
+    ev, editor = facts.evaluation, node["editor"]
+    seconds = costs.effectiveness if ev.effectiveness else 0.0
+    if ev.counterfactual:
+        from ldbench.generate import EDITORS
+
+        edits = ev.axiom_items * (ev.null_edits + 2) if EDITORS.get(editor.name).needs_source else 0
+        seconds += costs.counterfactual_fixed + edits * _per_image(editor, costs)
+    return seconds
+
+
+def classifier_cost(node, costs: Costs, facts) -> float:
+    return _classifier_seconds(facts.split_size(node["dataset"], "train"), costs, facts)
+
+
+def utility_cost(node, costs: Costs, facts) -> float:
+    # the synthetic-only and the 50/50 arms, each about a train split's worth of images
+    return 2 * _classifier_seconds(facts.split_size(dataset_of(node), "train"), costs, facts)
+
+
+def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:
+    """The cold-cache time of `suite`: the cost of every node of its plan (shared nodes once, see the
+    module doc)."""
+    from ldbench.runner import pipeline  # noqa: F401 - declares the stages
+    from ldbench.runner.graph import STAGES, plan
+
+    facts = EstimateFacts(suite.evaluation)
+    est = Estimate()
+    for node in plan(suite, facts).nodes():
+        seconds = STAGES.get(node.stage).cost(node, costs, facts)
+        if seconds is not None:
+            est.add(node.stage, seconds)
     return est
-

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ldbench.config import Evaluation
 from ldbench.drift import Drift
 from ldbench.metrics.scores import FLOOR_EDITOR, FLOOR_METHOD
 from ldbench.store import Artifact
@@ -58,14 +57,14 @@ def floor_images(dataset, data_art: Artifact, n: int) -> tuple[np.ndarray, str]:
                                            f"new subjects rendered with seed + {HELDOUT_SEED_OFFSET}")
 
 
-def heldout_metrics_stage(ctx, data: tuple, reference: tuple, extractor, evaluation: Evaluation, seed: int,
-                          n: int) -> Artifact:
-    """Realism metrics of `n` held-out real images of `data` = (dataset, its artifact) against `reference` =
-    (stats, stats_source), cached."""
+def build_heldout_metrics(rt, node, up: dict) -> Artifact:
+    """Realism metrics of as many held-out real images as a generated set holds (the test split's size)
+    against the reference statistics (`up["reference"]` = (stats, stats_source)), cached."""
     from ldbench.metrics.scores import distribution_metrics
 
-    dataset, data_art = data
-    stats, stats_source = reference
+    data_art, (stats, stats_source) = up["dataset"], up["reference"]
+    dataset, extractor, evaluation = rt.dataset(node["dataset"]), rt.extractors[node["extractor"]], rt.evaluation
+    seed, n = node["seed"], int(data_art.meta["n_test"])
     config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(),
               "reference_stats_sha256": stats_source["sha256"], "seed": seed, "n": n, "split": FLOOR_SPLIT}
 
@@ -80,7 +79,7 @@ def heldout_metrics_stage(ctx, data: tuple, reference: tuple, extractor, evaluat
                  features=np.asarray(feats, dtype=np.float64))  # the memorization metrics' reference
         return {"n_metrics": len(metrics), "n_images": int(len(images))}
 
-    return ctx.store.get_or_build("heldout-metrics", STAGE_VERSION, config, [data_art], build)
+    return rt.ctx.store.get_or_build("heldout-metrics", STAGE_VERSION, config, [data_art], build)
 
 
 def floor_records(dataset: str, seed: int, art: Artifact, provenance: dict) -> list[dict]:

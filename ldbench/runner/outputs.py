@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,25 @@ from ldbench.store import Artifact
 RESULTS_SCHEMA = "ldbench.results/1"
 
 
-def write_outputs(suite: Suite, opts, records: list[dict], effects: list[dict], base: Artifact,
-                  latents: dict, generated: list[dict], env: dict, log, roc: list[dict] = ()) -> None:
-    """results.json, tables/*.md and report.html. `roc`: [{title, curves: {metric: (y_true, score)}}] of the
-    AUC metrics (effectiveness oracles, AUC protocol) for the report's ROC figures."""
+@dataclass(frozen=True)
+class RunOutputs:
+    """What a run writes. `latents`: the test split's latents artifact per dataset spec; `generated`: per cell
+    {cell, dataset, data_art, generate}; `roc`: [{title, curves: {metric: (y_true, score)}}] of the AUC
+    metrics (effectiveness oracles, AUC protocol) for the report's ROC figures."""
+
+    records: list
+    effects: list
+    base: Artifact
+    latents: dict
+    generated: list
+    env: dict
+    roc: list = ()
+
+
+def write_outputs(suite: Suite, opts, run: RunOutputs, log) -> None:
+    """results.json, tables/*.md and report.html."""
+    records, effects, base, latents, generated, env = (run.records, run.effects, run.base, run.latents,
+                                                        run.generated, run.env)
     from ldbench.report.html import render_report
     from ldbench.report.tables import effects_table_markdown, group_tables_markdown
 
@@ -57,7 +73,7 @@ def write_outputs(suite: Suite, opts, records: list[dict], effects: list[dict], 
             for g in generated
         ],
         "effects": effects,
-        "roc": list(roc),
+        "roc": list(run.roc),
         "environment": env,
         "stage_resources": stage_resources(opts.out_dir / "events.jsonl"),
     }

@@ -1,24 +1,23 @@
-"""The pipeline's stages. Each is a function of its config and upstream artifacts, cached in the Store.
+"""The data, model and generation stages' builds (declared in ldbench.runner.pipeline): dataset, base model,
+latents, fine-tune, editor model, generate; and the loaders their artifacts are read back with.
 
-    dataset ─▶ base-model ─▶ finetune ─▶ generate ─▶ metrics
-       └──────────▶ reference-stats ───────────────────┘
-
-Stage versions are part of every cache key: bump one when its output for the same input changes.
+Each build derives its store config from its node and reads its upstream artifacts by role; the store
+keys the output on that config, the stage version and the upstream keys. Stage versions are part of every
+cache key: bump one when its output for the same input changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ldbench import __version__
-from ldbench.config import Component, Evaluation, build_options
+from ldbench.config import Component, build_options
 from ldbench.data import ImageTable, create_dataset
 from ldbench.data.base import Dataset
 from ldbench.device import inference_precision
@@ -30,7 +29,6 @@ from ldbench.methods import METHODS, MethodOptions
 from ldbench.methods.loop import TrainData
 from ldbench.models import load_components
 from ldbench.models.base_models import BASE_MODELS, external_model_artifact  # noqa: F401 - re-exported
-from ldbench.paths import REFERENCE_STATS_DIR
 from ldbench.runner.checkpoints import checkpoint_file
 from ldbench.store import Artifact, Store
 
@@ -48,12 +46,12 @@ STAGE_VERSIONS = {
 
 @dataclass
 class Context:
+    """Where and how stages run: the store, progress bars or not, the device and inference precision."""
+
     store: Store
     quiet: bool = False
     device: str = "cpu"  # where networks run: "cpu" or "cuda:N" (ldbench.device.resolve_device)
     precision: str = "fp32"  # inference precision of sampling and the autoencoder
-    # Where each artifact came from, for provenance: stage -> key -> description.
-    notes: dict = field(default_factory=dict)
 
 
 def context(store: Store | Path, quiet: bool = False, device: str = "cpu", precision: str = "fp32") -> Context:
@@ -210,24 +208,26 @@ def editor_options(editor_spec: Component) -> EditorOptions:
     return build_options(EditorOptions, editor_spec.options, f"editor {editor_spec.name}")
 
 
-def editor_model_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, ft: Artifact,
-                       method_name: str, editor_spec: Component, drift: Drift, seed: int) -> Artifact | None:
+def editor_trains(editor_spec: Component) -> bool:
+    """Whether an editor trains a model of its own (instruct's image-conditioned UNet) before generating."""
+    return hasattr(EDITORS.get(editor_spec.name), "train")
+
+
+def build_editor_model(rt, node, up: dict) -> Artifact:
     """The editor's own trained model (instruct: an image-conditioned UNet trained on longitudinal pairs of
-    the train split, starting from the fine-tuned model, under the cell's training drift); None for
-    editors that use the fine-tuned model as it is."""
-    editor = EDITORS.get(editor_spec.name)
-    if not hasattr(editor, "train"):
-        return None
-    options = editor_options(editor_spec)
-    train_drift = training_drift(drift)
+    the train split, starting from the fine-tuned model, under the cell's training drift)."""
+    ctx, ft, data_art = rt.ctx, up["finetune"], up["dataset"]
+    editor_spec, train_drift, seed = node["editor"], node["drift"], node["seed"]
+    editor, options = EDITORS.get(editor_spec.name), editor_options(editor_spec)
     config = {"editor": editor_spec.name, "options": dataclasses.asdict(options), "drift": train_drift.to_dict(),
               "seed": seed}
 
     def build(tmp: Path) -> dict:
         torch.manual_seed(seed)
-        parts = load_finetuned(ctx, base, ft, method_name)
+        parts = load_finetuned(ctx, up["base"], ft, node.up("finetune")["method"].name)
         train = load_table(data_art).split("train")
-        tensors, losses = editor.train(parts, dataset, train, train_drift, options, seed, ctx.quiet)
+        tensors, losses = editor.train(parts, rt.dataset(node.up("dataset")["dataset"]), train, train_drift, options,
+                                       seed, ctx.quiet)
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "editor.safetensors"))
         (tmp / "losses.json").write_text(json.dumps(losses))
         return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
@@ -236,27 +236,27 @@ def editor_model_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base:
     return ctx.store.get_or_build("editor-model", STAGE_VERSIONS["editor-model"], config, [data_art, ft], build)
 
 
-def load_editing_parts(ctx: Context, base: Artifact, ft: Artifact, method_name: str, editor_name: str,
-                       editor_model: Artifact | None) -> dict:
-    parts = load_finetuned(ctx, base, ft, method_name)
-    if editor_model is not None:
-        EDITORS.get(editor_name).apply(parts, load_file(str(editor_model.file("editor.safetensors"))))
+def load_editing_parts(ctx: Context, up: dict, method_name: str, editor_name: str) -> dict:
+    """The cell's model as its editor uses it: the fine-tune on the base model, with the editor's own trained
+    tensors installed where it has some. `up`: the artifacts by role (base, finetune, editor_model)."""
+    parts = load_finetuned(ctx, up["base"], up["finetune"], method_name)
+    if up.get("editor_model") is not None:
+        EDITORS.get(editor_name).apply(parts, load_file(str(up["editor_model"].file("editor.safetensors"))))
     return parts
 
 
-def generate_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, ft: Artifact,
-                   method_name: str, editor_spec: Component, drift: Drift, seed: int,
-                   editor_model: Artifact | None = None, split: str = "test") -> Artifact:
+def build_generate(rt, node, up: dict) -> Artifact:
     """The editor's outputs for one split (the test split for evaluation; the train split for the AUC
     protocol's synthetic training set), with its plan: sources, intended attributes, true counterfactuals."""
-    editor = EDITORS.get(editor_spec.name)
-    options = editor_options(editor_spec)
-    sample_drift = sampling_drift(drift)
+    ctx, data_art, editor_spec = rt.ctx, up["dataset"], node["editor"]
+    editor, options = EDITORS.get(editor_spec.name), editor_options(editor_spec)
+    sample_drift, seed, split = node["drift"], node["seed"], node["split"]
+    dataset = rt.dataset(node.up("dataset")["dataset"])
     config = {"editor": editor_spec.name, "options": dataclasses.asdict(options), "drift": sample_drift.to_dict(),
               "seed": seed, "split": split}
 
     def build(tmp: Path) -> dict:
-        parts = load_editing_parts(ctx, base, ft, method_name, editor_spec.name, editor_model)
+        parts = load_editing_parts(ctx, up, node.up("finetune")["method"].name, editor_spec.name)
         table = load_table(data_art).split(split)
         plan = editor.plan(dataset, table, bool(data_art.meta.get("has_counterfactuals")))
         with inference_precision(ctx.device, ctx.precision):
@@ -269,7 +269,7 @@ def generate_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
         return {"n": len(out.images), "options": dataclasses.asdict(options), "split": split,
                 "changes": list(plan.changes), "truth_table": plan.truth_table}
 
-    upstream = [data_art, ft] + ([editor_model] if editor_model is not None else [])
+    upstream = [data_art, up["finetune"]] + ([up["editor_model"]] if up.get("editor_model") is not None else [])
     return ctx.store.get_or_build("generate", STAGE_VERSIONS["generate"], config, upstream, build)
 
 
@@ -309,78 +309,25 @@ def latents_stage(ctx: Context, data_art: Artifact, base: Artifact, split: str =
     return ctx.store.get_or_build("latents", STAGE_VERSIONS["latents"], {"split": split}, [data_art, base], build)
 
 
-# --- reference statistics --------------------------------------------------------------------------
+# --- the shared stages' builds (ldbench.runner.pipeline) ------------------------------------------------
 
 
-def expected_stats_meta(dataset: Dataset, data_art: Artifact, split: str, extractor) -> dict:
-    content = data_art.meta["test_content_hash"] if split == "test" else None
-    if content is None:
-        content = load_table(data_art).split(split).content_hash()
-    return {
-        "dataset": dataset.name,
-        "dataset_version": dataset.version,
-        "dataset_options": dataset.options(),
-        "split": split,
-        "content_hash": content,
-        "extractor": extractor.describe(),
-    }
+def build_dataset(rt, node, up: dict) -> Artifact:
+    dataset = rt.dataset(node["dataset"])
+    art = dataset_stage(rt.ctx, dataset)
+    if rt.on_dataset is not None:
+        rt.on_dataset(dataset, art)
+    return art
 
 
-def reference_stats_stage(ctx: Context, dataset: Dataset, data_art: Artifact, split: str, extractor,
-                          batch_size: int) -> tuple[object, dict]:
-    """Reference statistics of a split: the shipped file in reference_stats/ when one was made from the
-    same images with the same extractor, else built once into the store. Either way the numbers are those
-    of the same images and extractor; the record says which file was used and its SHA-256."""
-    from ldbench.metrics.stats import (
-        build_reference_stats,
-        check_compatible,
-        load_reference_stats,
-        save_reference_stats,
-    )
-
-    expected = expected_stats_meta(dataset, data_art, split, extractor)
-    for sidecar in sorted(REFERENCE_STATS_DIR.glob("*.json")):
-        if sidecar.name == "manifest.json":
-            continue
-        try:
-            meta = json.loads(sidecar.read_text())
-            check_compatible(meta, expected)
-        except (UserError, ValueError, KeyError):
-            continue
-        npz = sidecar.with_suffix(".npz")
-        stats = load_reference_stats(npz)
-        return stats, {"source": "shipped", "path": str(npz.relative_to(REFERENCE_STATS_DIR.parent)),
-                       "sha256": sha256_file(npz)}
-
-    def build(tmp: Path) -> dict:
-        images = load_table(data_art).split(split).images
-        stats = build_reference_stats(images, extractor, {**expected, "ldbench_version": __version__},
-                                      keep_features=True, batch_size=batch_size)
-        save_reference_stats(stats, tmp / "stats.npz")
-        return {"n": int(stats.meta["n"])}
-
-    config = {k: v for k, v in expected.items()}
-    art = ctx.store.get_or_build("reference-stats", STAGE_VERSIONS["reference-stats"], config, [data_art], build)
-    return load_reference_stats(art.file("stats.npz")), {
-        "source": "built", "path": str(art.file("stats.npz")), "sha256": sha256_file(art.file("stats.npz"))}
+def build_base_model(rt, node, up: dict) -> Artifact:
+    return base_model_stage(rt.ctx, node["base_model"])
 
 
-# --- metrics ---------------------------------------------------------------------------------------
+def build_latents(rt, node, up: dict) -> Artifact:
+    return latents_stage(rt.ctx, up["dataset"], up["base"])
 
 
-def metrics_stage(ctx: Context, gen: Artifact, stats, stats_source: dict, extractor, evaluation: Evaluation,
-                  seed: int) -> Artifact:
-    from ldbench.metrics.scores import distribution_metrics
-
-    config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(),
-              "reference_stats_sha256": stats_source["sha256"], "seed": seed}
-
-    def build(tmp: Path) -> dict:
-        images = load_generated(gen)["images"]
-        feats = extractor.features(images, batch_size=evaluation.batch_size)
-        metrics = distribution_metrics(feats, stats, extractor, evaluation, seed)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        np.savez(tmp / "features.npz", features=np.asarray(feats, dtype=np.float64))  # for LD-effect tests
-        return {"n_metrics": len(metrics)}
-
-    return ctx.store.get_or_build("metrics", STAGE_VERSIONS["metrics"], config, [gen], build)
+def build_finetune(rt, node, up: dict) -> Artifact:
+    return finetune_stage(rt.ctx, rt.dataset(node["dataset"]), up["dataset"], up["base"], node["method"],
+                          node.get("checkpoint_drift", node["drift"]), node["seed"])

@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from ldbench import validate as v
-from ldbench.config import Component, Suite
+from ldbench.config import Cell, Component, Suite
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write_text
 from ldbench.progress import console
-from ldbench.runner import stages
-from ldbench.store import Store
+from ldbench.runner import pipeline, stages
+from ldbench.runner.graph import Node, Runtime, Stage, declare, execute
+from ldbench.store import Artifact, Store
 
 CRITERIA = ("fd", "l1")
 MAX_GRID_POINTS = 201  # each δ of the grid is a fine-tune
@@ -98,58 +99,100 @@ def _criterion_extractor(ev, opts: TuneOptions):
                                                      opts.inception_weights, opts.allow_unverified_weights, opts.device))
 
 
-def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, opts: TuneOptions, out_dir: Path,
-               cache_dir: Path, quiet: bool = False) -> dict:
-    from ldbench.device import use_device
+SCORE_VERSION = "1"
+
+
+def build_delta_score(rt, node, up: dict) -> Artifact:
+    """L1 and FD of one δ's validation samples against the validation split, with bootstrap CIs, cached."""
     from ldbench.metrics.scores import distribution_metrics
     from ldbench.metrics.significance import mean_with_ci
 
-    if opts.criterion not in CRITERIA:
-        raise UserError(f"tune-delta: criterion {opts.criterion!r} is not one of {', '.join(CRITERIA)}")
-    grid = opts.grid()
-    try:  # placements checked before any work
-        Drift(0.1, train=opts.train, sample=opts.sample)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"tune-delta: {exc}") from None
-    ev = suite.evaluation
+    gen, (stats, stats_source), data_art = up["generate"], up["reference"], up["dataset"]
+    extractor, ev, seed = rt.extractors[node["extractor"]], rt.evaluation, node["seed"]
+    config = {"evaluation": dataclasses.asdict(ev), "extractor": extractor.describe(),
+              "reference_stats_sha256": stats_source["sha256"], "seed": seed, "split": "val"}
+
+    def build(tmp: Path) -> dict:
+        images, val = stages.load_generated(gen)["images"], stages.load_table(data_art).split("val")
+        l1, l1_ci = mean_with_ci(np.abs(images - val.images).mean(axis=(1, 2)), ev.bootstrap, seed)
+        feats = extractor.features(images, batch_size=ev.batch_size)
+        fd = next(m for m in distribution_metrics(feats, stats, extractor, ev, seed) if m["metric"] in ("fd", "fid"))
+        score = {"l1": l1, "l1_ci95": list(l1_ci) if l1_ci else None, "fd": fd["value"], "fd_ci95": fd["ci95"],
+                 "fd_metric": fd["metric"], "n": len(images)}
+        (tmp / "score.json").write_text(json.dumps(score))
+        return {"fd": fd["value"], "l1": l1}
+
+    return rt.ctx.store.get_or_build("delta-score", SCORE_VERSION, config, [gen], build)
+
+
+declare(Stage("delta-score", SCORE_VERSION, shared=False, nodes=lambda suite, scope, facts: [],  # tune-delta only
+              build=build_delta_score, cost=lambda node, costs, facts: costs.metrics))
+
+
+def _grid_nodes(suite: Suite, cells: list, extractor: str) -> list[tuple[Cell, Node, Node]]:
+    """Per δ of the grid: its cell, its validation samples' node and their score's node (pipeline nodes)."""
+    spec = suite.datasets[0]
+    reference = pipeline.reference_node(spec, extractor, "val")
+    out = []
+    for cell in cells:
+        gen = pipeline.generate_node(suite, cell, "val")
+        score = Node.make("delta-score", {"dataset": pipeline.dataset_node(spec), "generate": gen,
+                                          "reference": reference}, extractor=extractor, seed=cell.seed)
+        out.append((cell, gen, score))
+    return out
+
+
+def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, opts: TuneOptions, out_dir: Path,
+               cache_dir: Path, quiet: bool = False) -> dict:
+    from ldbench.device import use_device
+
+    grid = opts.grid()  # every option checked before any work
     use_device(opts.device)
     ctx = stages.context(Store(cache_dir, device=opts.device, precision=opts.precision), quiet, opts.device,
                          opts.precision)
-    ds = stages.make_dataset(dataset_spec)
-    data_art = stages.dataset_stage(ctx, ds)
-    val = stages.load_table(data_art).split("val")
-    if len(val) < 2:
-        raise UserError(f"tune-delta: dataset {ds.name} has {len(val)} validation images; δ is chosen on the "
-                        "validation split only, so it needs at least 2")
-    extractor = _criterion_extractor(ev, opts)
-    stats, stats_source = stages.reference_stats_stage(ctx, ds, data_art, "val", extractor, ev.batch_size)
-    base = stages.base_model_stage(ctx, suite.base_model)
+    extractor = _criterion_extractor(suite.evaluation, opts)
     editor = Component("text2img", next((e.options for e in suite.editors if e.name == "text2img"), {}))
-    kid_size = min(ev.kid_subset_size, len(val))
-    evaluation = dataclasses.replace(ev, kid_subset_size=kid_size)
+    tuned = dataclasses.replace(suite, datasets=(dataset_spec,), methods=(method_spec,), editors=(editor,))
+    rt = Runtime(ctx, tuned, {suite.evaluation.extractors[0]: extractor})
+    val = _validation_split(rt, dataset_spec)
+    rt.suite = dataclasses.replace(tuned, evaluation=dataclasses.replace(
+        suite.evaluation, kid_subset_size=min(suite.evaluation.kid_subset_size, len(val))))
+    cells = [Cell(dataset_spec, method_spec, NO_DRIFT if d == 0 else Drift(d, train=opts.train, sample=opts.sample),
+                  opts.seed, editor) for d in grid]
     curve = []
-    for delta in grid:
-        drift = NO_DRIFT if delta == 0 else Drift(delta, train=opts.train, sample=opts.sample)
+    for delta, (cell, gen, score) in zip(grid, _grid_nodes(rt.suite, cells, suite.evaluation.extractors[0]), strict=True):
         if not quiet:
-            console.print(f"δ = {delta:+.3f} ({drift.label})")
-        ft = stages.finetune_stage(ctx, ds, data_art, base, method_spec, drift, opts.seed)
-        gen = stages.generate_stage(ctx, ds, data_art, base, ft, method_spec.name, editor, drift, opts.seed,
-                                    split="val")
-        images = stages.load_generated(gen)["images"]
-        l1, l1_ci = mean_with_ci(np.abs(images - val.images).mean(axis=(1, 2)), ev.bootstrap, opts.seed)
-        feats = extractor.features(images, batch_size=ev.batch_size)
-        fd = next(m for m in distribution_metrics(feats, stats, extractor, evaluation, opts.seed)
-                  if m["metric"] in ("fd", "fid"))
-        curve.append({"delta": delta, "drift": drift.to_dict(), "l1": l1, "l1_ci95": list(l1_ci) if l1_ci else None,
-                      "fd": fd["value"], "fd_ci95": fd["ci95"], "fd_metric": fd["metric"], "n": len(images),
-                      "artifacts": {"finetune": ft.key, "generate": gen.key}})
+            console.print(f"δ = {delta:+.3f} ({cell.drift.label})")
+        execute(rt, [n for _, n in score.upstream] + [score])
+        result = json.loads(rt.results[score].file("score.json").read_text())
+        curve.append({"delta": delta, "drift": cell.drift.to_dict(), **result,
+                      "artifacts": {"finetune": rt.results[gen.up("finetune")].key, "generate": rt.results[gen].key}})
+    return _write_result(rt, opts, curve, out_dir)
+
+
+def _validation_split(rt: Runtime, spec: Component):
+    data = pipeline.dataset_node(spec)
+    execute(rt, [data])
+    val = stages.load_table(rt.results[data]).split("val")
+    if len(val) < 2:
+        raise UserError(f"tune-delta: dataset {rt.dataset(spec).name} has {len(val)} validation images; δ is "
+                        "chosen on the validation split only, so it needs at least 2")
+    return val
+
+
+def _write_result(rt: Runtime, opts: TuneOptions, curve: list[dict], out_dir: Path) -> dict:
+    suite, ev = rt.suite, rt.evaluation
+    spec, method, editor = suite.datasets[0], suite.methods[0], suite.editors[0]
+    extractor = rt.extractors[ev.extractors[0]]
+    reference = rt.results[pipeline.reference_node(spec, ev.extractors[0], "val")]
     best = min(curve, key=lambda c: c[opts.criterion])
     result = {
-        "schema": TUNE_SCHEMA, "dataset": ds.name, "dataset_options": ds.options(), "method": dataclasses.asdict(method_spec),
-        "criterion": opts.criterion, "split": "val", "chosen_delta": best["delta"],
-        "chosen_drift": best["drift"], "curve": curve, "options": dataclasses.asdict(opts),
-        "extractor": extractor.describe(), "reference_stats": stats_source, "base_model": base.key,
-        "editor": dataclasses.asdict(editor), "bootstrap": {"B": ev.bootstrap, "seed": opts.seed},
+        "schema": TUNE_SCHEMA, "dataset": rt.dataset(spec).name, "dataset_options": rt.dataset(spec).options(),
+        "method": dataclasses.asdict(method), "criterion": opts.criterion, "split": "val",
+        "chosen_delta": best["delta"], "chosen_drift": best["drift"], "curve": curve,
+        "options": dataclasses.asdict(opts), "extractor": extractor.describe(), "reference_stats": reference[1],
+        "base_model": rt.results[pipeline.base_node(suite)].key, "editor": dataclasses.asdict(editor),
+        "bootstrap": {"B": ev.bootstrap, "seed": opts.seed},
         "definition": "L1: mean |sample - validation image| per pixel, one sample per validation image prompted "
                       "with its caption (Monte Carlo, M = n_val); FD: Fréchet distance to the validation split",
         "use_it": suite_override(best["drift"]),

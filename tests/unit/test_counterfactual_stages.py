@@ -7,7 +7,7 @@ from ldbench.config import Evaluation
 from ldbench.data.base import ImageTable
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.metrics.counterfactual import image_similarity
-from ldbench.runner import counterfactual as cf
+from ldbench.runner import counterfactual_stages as cf
 from ldbench.runner.effects import CellEvidence, ld_effects
 
 
@@ -45,7 +45,8 @@ def test_identity_edit_scores_perfect_identity_composition_and_reversibility(mon
     generated = {"images": images[[2, 0, 1]], "source_index": np.array([2, 0, 1])}
     plan = {"target_rows": [dict(test.row(i), diagnosis="AD") for i in (2, 0, 1)], "changes": ["diagnosis"]}
     ev = Evaluation(axiom_items=3, null_edits=4)
-    out = cf.axiom_metrics(None, None, None, test, generated, plan, {}, NO_DRIFT, ev, seed=7, quiet=True)
+    edits = cf.EditContext(None, None, None, {}, NO_DRIFT, seed=7, quiet=True)
+    out = cf.axiom_metrics(edits, test, generated, plan, ev)
     assert set(out) == {"composition_l1:1", "composition_l1:4", "reversibility_l1"}
     for values in out.values():
         np.testing.assert_array_equal(values, 0.0)

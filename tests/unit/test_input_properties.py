@@ -32,13 +32,14 @@ KEYS = ["seeds", "drifts", "methods", "editors", "datasets", "base_model", "desc
 
 @pytest.fixture(autouse=True)
 def no_work(monkeypatch):
-    from ldbench.runner import stages
+    from ldbench.runner import realism_stages, stages
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started while loading a suite")
 
-    for name in ("dataset_stage", "base_model_stage", "finetune_stage", "generate_stage", "reference_stats_stage"):
+    for name in ("dataset_stage", "base_model_stage", "finetune_stage", "build_generate"):
         monkeypatch.setattr(stages, name, forbidden)
+    monkeypatch.setattr(realism_stages, "reference_stats_stage", forbidden)
 
 
 def loads_or_refuses(load) -> None:

@@ -19,13 +19,14 @@ DOMAIN = "evaluation.extractors=[domain]"
 @pytest.fixture(autouse=True)
 def no_work(monkeypatch):
     """Any stage or run started by a test of bad input fails the test."""
-    from ldbench.runner import run, stages, tune
+    from ldbench.runner import realism_stages, run, stages, tune
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started on bad input")
 
-    for name in ("dataset_stage", "base_model_stage", "finetune_stage", "generate_stage", "reference_stats_stage"):
+    for name in ("dataset_stage", "base_model_stage", "finetune_stage", "build_generate"):
         monkeypatch.setattr(stages, name, forbidden)
+    monkeypatch.setattr(realism_stages, "reference_stats_stage", forbidden)
     monkeypatch.setattr(run, "run_suite", forbidden)
     monkeypatch.setattr(tune, "tune_delta", forbidden)
 
@@ -347,8 +348,8 @@ def test_results_carry_the_run_id(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ldbench.report.html", SimpleNamespace(render_report=lambda inputs: "<html/>"))
     opts = run_module.RunOptions(out_dir=tmp_path, cache_dir=tmp_path / "cache", run_id="r-1")
-    run_module.write_outputs(load_suite("smoke", [DOMAIN]), opts, [], [], SimpleNamespace(path=tmp_path), {}, [], {},
-                             lambda *a, **k: None)
+    outputs = run_module.RunOutputs([], [], SimpleNamespace(path=tmp_path), {}, [], {})
+    run_module.write_outputs(load_suite("smoke", [DOMAIN]), opts, outputs, lambda *a, **k: None)
     assert json.loads((tmp_path / "results.json").read_text())["run_id"] == "r-1"
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ldbench.config import Component, Evaluation, build_options
-from ldbench.data.attributes import NOT_ATTRIBUTES, attribute_task, encode_targets, predictable_attributes
+from ldbench.config import Evaluation, build_options
+from ldbench.data.attributes import attribute_task, encode_targets, predictable_attributes
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.drift import Drift
 from ldbench.errors import UserError
@@ -41,12 +41,14 @@ def classifier_options(evaluation: Evaluation):
 # --- oracles ----------------------------------------------------------------------------------------
 
 
-def oracle_stage(ctx: stages.Context, data_art: Artifact, attribute: str, evaluation: Evaluation,
-                 seed: int) -> Artifact:
+def build_oracle(rt, node, up: dict) -> Artifact:
     """An oracle for one attribute: a timm classifier (binary) or regressor trained on the real train
     split (best epoch on val), scored on the real test split so its own accuracy is on record."""
     from ldbench.classify import TrainedClassifier, train_classifier
     from ldbench.metrics.significance import auc_with_ci, mean_with_ci
+
+    ctx, data_art, evaluation = rt.ctx, up["dataset"], rt.evaluation
+    attribute, seed = node["attribute"], node["seed"]
 
     options = classifier_options(evaluation)
     config = {"attribute": attribute, "classifier": dataclasses.asdict(options), "seed": seed,
@@ -99,39 +101,53 @@ def effectiveness_attributes(plan: dict, table: ImageTable) -> list[str]:
     return [a for a in wanted if a in available]
 
 
-def counterfactual_metrics_stage(ctx: stages.Context, dataset: Dataset, data_art: Artifact, gen: Artifact,
-                                 test_latents: Artifact, load_parts: Callable[[], dict], editor_spec: Component,
-                                 drift: Drift, evaluation: Evaluation, oracles: dict[str, Artifact],
-                                 seed: int) -> Artifact:
-    """Every counterfactual metric of one generated test set. `load_parts` loads the cell's model only when
-    the axioms need new edits (a cache hit never loads it)."""
+def build_counterfactual_metrics(rt, node, up: dict) -> Artifact:
+    """Every counterfactual metric of one generated test set. The cell's model is loaded only when the
+    axioms need new edits (a cache hit never loads it)."""
+    evaluation = rt.evaluation
+    oracles = {role.split(":", 1)[1]: art for role, art in up.items() if role.startswith("oracle:")}
     config = {"evaluation": {k: getattr(evaluation, k) for k in (
                   "counterfactual", "effectiveness", "axiom_items", "null_edits", "bootstrap", "lpips_backbone",
                   "lpips_linear")},
-              "editor": dataclasses.asdict(editor_spec), "drift": stages.sampling_drift(drift).to_dict(),
-              "seed": seed,
+              "editor": dataclasses.asdict(node["editor"]), "drift": node["drift"].to_dict(),
+              "seed": node["seed"],
               # the LPIPS weights by content, so replacing a file at the same path recomputes
               "lpips_sha256": [sha256_file(Path(p)) if Path(p).is_file() else None
                                for p in (evaluation.lpips_backbone, evaluation.lpips_linear) if p]}
 
     def build(tmp: Path) -> dict:
-        records, items, notes = compute_counterfactual_metrics(
-            dataset, data_art, gen, test_latents, load_parts, editor_spec, drift, evaluation, oracles, seed, ctx.quiet)
+        records, items, notes = compute_counterfactual_metrics(rt, node, up, oracles)
         (tmp / "metrics.json").write_text(json.dumps(records, indent=1, allow_nan=False))
         np.savez(tmp / "items.npz", **items)
         return {"n_metrics": len(records), "notes": notes}
 
-    upstream = [data_art, gen, test_latents] + [oracles[a] for a in sorted(oracles)]
-    return ctx.store.get_or_build("counterfactual-metrics", STAGE_VERSIONS["counterfactual-metrics"], config,
-                                  upstream, build)
+    upstream = [up["dataset"], up["generate"], up["latents"]] + [oracles[a] for a in sorted(oracles)]
+    return rt.ctx.store.get_or_build("counterfactual-metrics", STAGE_VERSIONS["counterfactual-metrics"], config,
+                                     upstream, build)
 
 
-def compute_counterfactual_metrics(dataset, data_art, gen, test_latents, load_parts, editor_spec, drift, evaluation,
-                                   oracles, seed, quiet) -> tuple[list[dict], dict[str, np.ndarray], list[str]]:
+@dataclass(frozen=True)
+class EditContext:
+    """How a cell edits images (for the axioms' extra edits): its editor and options, dataset, loaded model,
+    sampling drift and seed."""
+
+    editor: object
+    options: object
+    dataset: Dataset
+    parts: dict
+    drift: Drift
+    seed: int
+    quiet: bool = False
+
+
+def compute_counterfactual_metrics(rt, node, up: dict, oracles: dict
+                                   ) -> tuple[list[dict], dict[str, np.ndarray], list[str]]:
     from ldbench.device import current as current_device
     from ldbench.metrics.counterfactual import image_similarity, lpips_from_config
     from ldbench.metrics.significance import mean_with_ci
 
+    gen, data_art, test_latents, editor_spec = up["generate"], up["dataset"], up["latents"], node["editor"]
+    evaluation, seed = rt.evaluation, node["seed"]
     generated = stages.load_generated(gen)
     plan = stages.load_plan(gen)
     test = stages.load_table(data_art).split("test")
@@ -171,17 +187,18 @@ def compute_counterfactual_metrics(dataset, data_art, gen, test_latents, load_pa
         if has_source and evaluation.axiom_items > 0:
             from ldbench.generate import EDITORS
 
-            editor, options = EDITORS.get(editor_spec.name), stages.editor_options(editor_spec)
-            for metric, values in axiom_metrics(editor, options, dataset, test, generated, plan, load_parts(),
-                                                stages.sampling_drift(drift), evaluation, seed, quiet).items():
+            parts = stages.load_editing_parts(rt.ctx, up, node.up("finetune")["method"].name, editor_spec.name)
+            edits = EditContext(EDITORS.get(editor_spec.name), stages.editor_options(editor_spec),
+                                rt.dataset(node.up("dataset")["dataset"]), parts, node["drift"], seed, rt.ctx.quiet)
+            for metric, values in axiom_metrics(edits, test, generated, plan, evaluation).items():
                 add_mean(metric, values, "pixels", items_used=len(values))
     if evaluation.effectiveness:
-        records.extend(_effectiveness_records(images, plan, test, oracles, B, seed, items, notes))
+        records.extend(_effectiveness_records(images, plan, test, oracles, (B, seed), (items, notes)))
     return records, items, notes
 
 
-def axiom_metrics(editor, options, dataset, test: ImageTable, generated: dict, plan: dict, parts: dict,
-                  sample_drift: Drift, evaluation: Evaluation, seed: int, quiet: bool) -> dict[str, np.ndarray]:
+def axiom_metrics(edits: EditContext, test: ImageTable, generated: dict, plan: dict, evaluation: Evaluation
+                  ) -> dict[str, np.ndarray]:
     """Composition (L1 to the source after 1 and after `null_edits` null edits: the target is the source's
     own attributes) and reversibility (L1 to the source after editing to the target and back), on the
     first `axiom_items` outputs. An ideal editor scores 0 on both."""
@@ -193,13 +210,16 @@ def axiom_metrics(editor, options, dataset, test: ImageTable, generated: dict, p
     source_rows = [test.row(int(i)) for i in idx]
     target_rows = plan["target_rows"][:n]
     x = test.images[idx]
+
+    def edit(images, sources, targets, seed: int, desc: str) -> np.ndarray:
+        return run_edits(edits.editor, edits.parts, edits.dataset, images, sources, targets, edits.drift,
+                         edits.options, seed, quiet=edits.quiet, desc=desc)[0]
+
     chain, current = [], x
     for k in range(1, evaluation.null_edits + 1):
-        current, _, _ = run_edits(editor, parts, dataset, current, source_rows, source_rows, sample_drift, options,
-                                  seed + k, quiet=quiet, desc=f"null edit {k}/{evaluation.null_edits}")
+        current = edit(current, source_rows, source_rows, edits.seed + k, f"null edit {k}/{evaluation.null_edits}")
         chain.append(current)
-    back, _, _ = run_edits(editor, parts, dataset, generated["images"][:n], target_rows, source_rows, sample_drift,
-                           options, seed + evaluation.null_edits + 1, quiet=quiet, desc="edit back")
+    back = edit(generated["images"][:n], target_rows, source_rows, edits.seed + evaluation.null_edits + 1, "edit back")
     out = {f"composition_l1:{k}": v for k, v in null_edit_drift(x, chain).items() if k in (1, evaluation.null_edits)}
     out["reversibility_l1"] = reversibility(x, back)
     return out
@@ -233,10 +253,14 @@ def _cld_records(gen: Artifact, test: ImageTable, plan: dict, test_latents: Arti
                     bootstrap={"B": evaluation.bootstrap, "seed": seed, "resampled": "items"})]
 
 
-def _effectiveness_records(images, plan, test, oracles, B, seed, items, notes) -> list[dict]:
+def _effectiveness_records(images, plan, test, oracles, bootstrap: tuple[int, int], evidence: tuple[dict, list]
+                           ) -> list[dict]:
+    """The oracles' reading of the intended attributes off `images`; `bootstrap` = (B, seed), `evidence` =
+    (per-item arrays, notes) that this adds to."""
     from ldbench.classify import TrainedClassifier
     from ldbench.metrics.significance import auc_with_ci, mean_with_ci
 
+    (B, seed), (items, notes) = bootstrap, evidence
     records = []
     for attr in effectiveness_attributes(plan, test):
         if attr not in oracles:
@@ -268,104 +292,11 @@ def _effectiveness_records(images, plan, test, oracles, B, seed, items, notes) -
     return records
 
 
-# --- the AUC protocol ------------------------------------------------------------------------------
-
-
-def _label(table: ImageTable, evaluation: Evaluation, dataset: Dataset) -> tuple[str, object]:
-    label = evaluation.utility_label or flipped_attribute(dataset, table)
-    if label not in table.attributes:
-        raise UserError(f"evaluation.utility_label={label!r}: the dataset has no such attribute; it has "
-                        f"{', '.join(sorted(a for a in table.attributes if a not in NOT_ATTRIBUTES))}")
-    task = attribute_task(table.attributes[label])
-    if task is None or task[0] != "binary":
-        raise UserError(f"evaluation.utility_label={label!r} is not a binary attribute; the AUC protocol needs one")
-    return label, task[1]
-
-
-def flipped_attribute(dataset: Dataset, table: ImageTable) -> str:
-    """The attribute the dataset's counterfactuals change (the AUC protocol's default label)."""
-    row = table.row(0)
-    changed = [k for k, v in dataset.counterfactual_row(row).items() if row.get(k) != v]
-    if len(changed) != 1:
-        raise UserError(f"dataset {dataset.name}: its counterfactuals change {changed or 'nothing'}; "
-                        "set evaluation.utility_label to the binary attribute the AUC protocol should classify")
-    return changed[0]
-
-
-def _protocol_key(evaluation: Evaluation, seed: int) -> dict:
-    """What both AUC-protocol stages depend on besides their upstream artifacts."""
-    return {"label": evaluation.utility_label, "classifier": dataclasses.asdict(classifier_options(evaluation)),
-            "seed": seed, "bootstrap": evaluation.bootstrap}
-
-
-def _labelled_splits(data_art: Artifact, evaluation: Evaluation, dataset: Dataset):
-    """(label, positive value, train table, test table, train targets, test targets) of the AUC protocol."""
-    table = stages.load_table(data_art)
-    label, positive = _label(table, evaluation, dataset)
-    train, test = table.split("train"), table.split("test")
-    return (label, positive, train, test, encode_targets(train.attributes[label], "binary", positive),
-            encode_targets(test.attributes[label], "binary", positive))
-
-
-def real_classifier_stage(ctx: stages.Context, dataset: Dataset, data_art: Artifact, evaluation: Evaluation,
-                          seed: int) -> Artifact:
-    """The AUC protocol's real arm (trained on the real train split, scored on the real test split): the
-    same for every cell, so trained once per dataset, label, classifier options and seed."""
-    from ldbench.classify import train_classifier
-    from ldbench.metrics.significance import auc_with_ci
-
-    options = classifier_options(evaluation)
-    config = _protocol_key(evaluation, seed)
-
-    def build(tmp: Path) -> dict:
-        label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
-        model = train_classifier(train.images, y_train, "binary", options, seed, quiet=ctx.quiet)
-        scores = model.predict(test.images)
-        auc, ci = auc_with_ci(y_test, scores, evaluation.bootstrap, seed)
-        np.savez(tmp / "scores.npz", scores=scores, y=y_test)
-        return {"auc": auc, "ci95": list(ci) if ci else None, "n_train": len(train), "label": label,
-                "positive": positive, "history": model.history}
-
-    return ctx.store.get_or_build("classifier", STAGE_VERSIONS["classifier"], config, [data_art], build)
-
-
-def utility_stage(ctx: stages.Context, dataset: Dataset, data_art: Artifact, gen_train: Artifact, real_arm: Artifact,
-                  evaluation: Evaluation, seed: int) -> Artifact:
-    """AUC of classifiers trained on (a) real, (b) generated-only, (c) 50% real + 50% generated images,
-    each tested on the real test split. The generated training images are the editor's outputs for the
-    train split (never the test split: no test information reaches training), labelled with their
-    intended attribute."""
-    from ldbench.classify import utility_protocol
-
-    options = classifier_options(evaluation)
-    config = _protocol_key(evaluation, seed)
-
-    def build(tmp: Path) -> dict:
-        label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
-        plan = stages.load_plan(gen_train)
-        synth_images = stages.load_generated(gen_train)["images"]
-        synth_y = encode_targets([r[label] for r in plan["target_rows"]], "binary", positive)
-        with np.load(real_arm.file("scores.npz"), allow_pickle=False) as z:
-            real_result = {"auc": real_arm.meta["auc"], "ci95": real_arm.meta["ci95"], "scores": z["scores"],
-                           "n_train": real_arm.meta["n_train"], "n_train_synthetic": 0, "seed": seed,
-                           "history": real_arm.meta["history"]}
-        results = utility_protocol((train.images, y_train), (synth_images, synth_y), (test.images, y_test), options,
-                                   seed, quiet=ctx.quiet, n_boot=evaluation.bootstrap, real_result=real_result)
-        records, arrays = [], {}
-        for arm, res in results.items():
-            metric = f"auc_{arm}"
-            records.append(_record(metric, res["auc"], res["ci95"], len(y_test), "classifier", label=label,
-                                   classifier=options.model, n_train=res["n_train"],
-                                   n_train_synthetic=res["n_train_synthetic"], classifier_seed=seed,
-                                   bootstrap={"B": evaluation.bootstrap, "seed": seed, "stratified": True}))
-            arrays[f"auc_y__{metric}"] = y_test
-            arrays[f"auc_score__{metric}"] = np.asarray(res["scores"], dtype=np.float64)
-        (tmp / "metrics.json").write_text(json.dumps(records, indent=1, allow_nan=False))
-        np.savez(tmp / "items.npz", **arrays)
-        return {"n_metrics": len(records), "n_synthetic": len(synth_images)}
-
-    return ctx.store.get_or_build("utility", STAGE_VERSIONS["utility"], config, [data_art, gen_train, real_arm],
-                                  build)
+def collect_items(rt, node, art: Artifact, cell) -> None:
+    """A counterfactual-metrics or utility artifact's records, per-item evidence and notes, into its cell."""
+    cell.metrics += json.loads(art.file("metrics.json").read_text())
+    cell.items.update(load_items(art))
+    cell.notes += art.meta.get("notes", [])
 
 
 def load_items(art: Artifact) -> dict[str, np.ndarray]:
