@@ -103,7 +103,14 @@ def extractors_validate(args) -> int:
     as the held-out floor of a suite run: ldbench.runner.floor.floor_images), disturbed, against the test
     split; exit 0 on a pass, 1 on a failure."""
     from ldbench.data import DATASETS
-    from ldbench.metrics.validation import matched_subsets, validate_extractor, verdict, write_validation
+    from ldbench.metrics.validation import (
+        ValidationOptions,
+        ValidationSets,
+        matched_subsets,
+        validate_extractor,
+        verdict,
+        write_validation,
+    )
     from ldbench.runner import stages
     from ldbench.store import Store
 
@@ -118,7 +125,8 @@ def extractors_validate(args) -> int:
                                          args.seed)
     other_name = OTHER_DATASET.get(args.dataset, "synth-brain")
     other = _split_images(ctx, other_name, "test")
-    result = validate_extractor(extractor, reference, heldout, other, seed=args.seed, dataset=args.dataset)
+    result = validate_extractor(extractor, ValidationSets(reference, heldout, other),
+                                ValidationOptions(seed=args.seed, dataset=args.dataset))
     result["contamination_dataset"] = f"{other_name} (test split)"
     result["splits"] = {"reference": "test", "heldout": "val", "heldout_images": held_source}
     paths = write_validation(result, args.out or Path.cwd() / "reports" / f"validate-{args.extractor}-{args.dataset}")
