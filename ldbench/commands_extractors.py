@@ -46,7 +46,7 @@ def _training_set(ctx, names: list[str]):
 
 def train_domain(args) -> int:
     from ldbench.metrics.domain import DEFAULT_WEIGHTS, save_domain_net
-    from ldbench.metrics.domain_training import train_domain_net
+    from ldbench.metrics.domain_training import DomainTrainingOptions, train_domain_net
     from ldbench.runner import stages
     from ldbench.store import Store
 
@@ -57,8 +57,8 @@ def train_domain(args) -> int:
         raise UserError(f"--dataset {args.dataset!r}: give one or more distinct dataset names, comma-separated")
     ctx = stages.Context(store=Store(resolve_cache_dir(args.cache_dir)))
     images, labels, sources = _training_set(ctx, names)
-    net = train_domain_net(images, labels, seed=args.seed, epochs=args.epochs, realism=not args.no_realism,
-                           log=None if args.quiet else out.print)
+    training = DomainTrainingOptions(epochs=args.epochs, realism=not args.no_realism)
+    net = train_domain_net(images, labels, args.seed, training, log=None if args.quiet else out.print)
     target = args.out or DEFAULT_WEIGHTS
     meta = {"datasets": json.dumps(sources, sort_keys=True), "dataset": ",".join(names), "split": "train",
             "seed": str(args.seed), "epochs": str(args.epochs), "labels": ",".join(sorted(labels)),
