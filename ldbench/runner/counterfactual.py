@@ -129,7 +129,7 @@ def counterfactual_metrics_stage(ctx: stages.Context, dataset: Dataset, data_art
 def compute_counterfactual_metrics(dataset, data_art, gen, test_latents, load_parts, editor_spec, drift, evaluation,
                                    oracles, seed, quiet) -> tuple[list[dict], dict[str, np.ndarray], list[str]]:
     from ldbench.device import current as current_device
-    from ldbench.metrics.counterfactual import image_similarity, lpips_from_config
+    from ldbench.metrics.counterfactual_scores import image_similarity, lpips_from_config
     from ldbench.metrics.significance import mean_with_ci
 
     generated = stages.load_generated(gen)
@@ -186,7 +186,7 @@ def axiom_metrics(editor, options, dataset, test: ImageTable, generated: dict, p
     own attributes) and reversibility (L1 to the source after editing to the target and back), on the
     first `axiom_items` outputs. An ideal editor scores 0 on both."""
     from ldbench.generate import run_edits
-    from ldbench.metrics.counterfactual import null_edit_drift, reversibility
+    from ldbench.metrics.counterfactual_scores import null_edit_drift, reversibility
 
     n = min(evaluation.axiom_items, len(generated["images"]))
     idx = generated["source_index"][:n]
@@ -209,7 +209,7 @@ def _cld_records(gen: Artifact, test: ImageTable, plan: dict, test_latents: Arti
                  seed: int, items: dict) -> list[dict]:
     """CLD in the autoencoder's latent space (frozen in every method, so the same for every cell): the
     sources, the outputs and the test split as reference, grouped by the one discrete attribute edited."""
-    from ldbench.metrics.counterfactual import counterfactual_latent_divergence
+    from ldbench.metrics.counterfactual_scores import counterfactual_latent_divergence
     from ldbench.metrics.significance import mean_with_ci
 
     changes = plan["changes"]
