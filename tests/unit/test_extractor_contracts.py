@@ -28,9 +28,14 @@ from ldbench.runner.executors import EXECUTORS
 STANDARD_FIELDS = ("name", "family", "fingerprint", "resize_policy", "channel_policy", "dim", "dtype")
 
 
+_INCEPTION_WEIGHTS: list[Path] = []  # written once, shared by inception and inception-clean
+
+
 def _random_inception(tmp: Path) -> dict:
     # seeded random weights: the contract is about shapes, dtypes and determinism, not about the features
-    return {"weights_path": write_random_inception_weights(tmp / "random-inception.pth"), "allow_unverified": True}
+    if not _INCEPTION_WEIGHTS:
+        _INCEPTION_WEIGHTS.append(write_random_inception_weights(tmp / "random-inception.pth"))
+    return {"weights_path": _INCEPTION_WEIGHTS[0], "allow_unverified": True}
 
 
 def _tiny_transformers(kind: str):
@@ -88,7 +93,7 @@ def built(tmp_path_factory):
     return get
 
 
-def _images(n: int = 3, size: int = 40, seed: int = 0) -> np.ndarray:
+def _images(n: int = 2, size: int = 40, seed: int = 0) -> np.ndarray:  # Inception runs each at 299 px
     return np.random.default_rng(seed).random((n, size, size))
 
 
@@ -115,10 +120,10 @@ def test_the_family_has_registered_distance_names(name, built):
 def test_features_have_the_declared_dim_and_dtype_and_are_deterministic(name, built):
     _, ex = built(name)
     x = _images()
-    first = ex.features(x, batch_size=3)
+    first = ex.features(x, batch_size=len(x))
     assert first.shape == (len(x), ex.dim) and first.dtype == np.float64
     assert np.all(np.isfinite(first))
-    assert np.array_equal(first, ex.features(x, batch_size=3))
+    assert np.array_equal(first, ex.features(x, batch_size=len(x)))
     np.testing.assert_allclose(ex.features(x, batch_size=1), first, rtol=1e-4, atol=1e-5)
 
 
