@@ -46,7 +46,7 @@ def _training_set(ctx, names: list[str]):
 
 def train_domain(args) -> int:
     from ldbench.metrics.domain import DEFAULT_WEIGHTS, save_domain_net
-    from ldbench.metrics.domain_training import train_domain_net
+    from ldbench.metrics.domain_training import DomainTrainingOptions, train_domain_net
     from ldbench.runner import stages
     from ldbench.store import Store
 
@@ -57,8 +57,8 @@ def train_domain(args) -> int:
         raise UserError(f"--dataset {args.dataset!r}: give one or more distinct dataset names, comma-separated")
     ctx = stages.Context(store=Store(resolve_cache_dir(args.cache_dir)))
     images, labels, sources = _training_set(ctx, names)
-    net = train_domain_net(images, labels, seed=args.seed, epochs=args.epochs, realism=not args.no_realism,
-                           log=None if args.quiet else out.print)
+    training = DomainTrainingOptions(epochs=args.epochs, realism=not args.no_realism)
+    net = train_domain_net(images, labels, args.seed, training, log=None if args.quiet else out.print)
     target = args.out or DEFAULT_WEIGHTS
     meta = {"datasets": json.dumps(sources, sort_keys=True), "dataset": ",".join(names), "split": "train",
             "seed": str(args.seed), "epochs": str(args.epochs), "labels": ",".join(sorted(labels)),
@@ -103,7 +103,14 @@ def extractors_validate(args) -> int:
     as the held-out floor of a suite run: ldbench.runner.floor.floor_images), disturbed, against the test
     split; exit 0 on a pass, 1 on a failure."""
     from ldbench.data import DATASETS
-    from ldbench.metrics.validation import matched_subsets, validate_extractor, verdict, write_validation
+    from ldbench.metrics.validation import (
+        ValidationOptions,
+        ValidationSets,
+        matched_subsets,
+        validate_extractor,
+        verdict,
+        write_validation,
+    )
     from ldbench.runner import stages
     from ldbench.store import Store
 
@@ -118,7 +125,8 @@ def extractors_validate(args) -> int:
                                          args.seed)
     other_name = OTHER_DATASET.get(args.dataset, "synth-brain")
     other = _split_images(ctx, other_name, "test")
-    result = validate_extractor(extractor, reference, heldout, other, seed=args.seed, dataset=args.dataset)
+    result = validate_extractor(extractor, ValidationSets(reference, heldout, other),
+                                ValidationOptions(seed=args.seed, dataset=args.dataset))
     result["contamination_dataset"] = f"{other_name} (test split)"
     result["splits"] = {"reference": "test", "heldout": "val", "heldout_images": held_source}
     paths = write_validation(result, args.out or Path.cwd() / "reports" / f"validate-{args.extractor}-{args.dataset}")

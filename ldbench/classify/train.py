@@ -274,33 +274,11 @@ def train_classifier(
     With `val` = (images, targets), the weights of the epoch with the best val metric (AUC up, MAE
     down) are kept, and the per-epoch curve is in `history`; without it the last epoch's are kept.
     """
-    if not isinstance(options, ClassifierOptions):
-        raise UserError(f"classifier options must be a ClassifierOptions, got {type(options).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise UserError(f"classifier seed must be an integer, got {seed!r}")
-    seed = int(seed)
-    x = check_images(images, "training images", minimum=2)
-    y = check_targets(targets, len(x), task, "training targets")
-    image_shape = (int(x.shape[1]), int(x.shape[2]))
-    val_xy = None
-    if val is not None:
-        if not isinstance(val, tuple | list) or len(val) != 2:
-            raise UserError("classifier val must be a pair (images, targets)")
-        vx = check_images(val[0], "validation images", minimum=1)
-        if vx.shape[1:] != x.shape[1:]:
-            raise UserError(
-                f"validation images are {vx.shape[1:]}, training images {x.shape[1:]}; use one size"
-            )
-        val_xy = (vx, check_targets(val[1], len(vx), task, "validation targets"))
-
+    x, y, val_xy, seed = _checked_inputs(images, targets, task, options, seed, val)
     if task == "regression":
         target_mean, target_std = float(y.mean()), float(y.std())
     else:
         target_mean, target_std = 0.0, 1.0
-    y_t = torch.from_numpy((y - target_mean) / target_std).float()
-    x_t = _tensor(x)
-    loss_fn = nn.BCEWithLogitsLoss() if task == "binary" else nn.MSELoss()
-
     history: dict[str, Any] = {
         "train_loss": [],
         "val_metric": [],
@@ -313,44 +291,78 @@ def train_classifier(
         seed=seed,
         target_mean=target_mean,
         target_std=target_std,
-        image_shape=image_shape,
+        image_shape=(int(x.shape[1]), int(x.shape[2])),
         state_dict={},
         history=history,
     )
+    y_t = torch.from_numpy((y - target_mean) / target_std).float()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = create_model(options, image_shape)  # initialised on the CPU (same weights on every device)
-        device = torch.device(current_device())
-        model = model.to(device)
-        gen = torch.Generator().manual_seed(seed)  # batches and augmentations: CPU draws, whatever the device
-        opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-        best_state, best_score = None, -math.inf
-        for epoch in progress_bar(
-            range(1, options.epochs + 1), f"train {options.model} ({task}, seed {seed})", quiet=quiet
-        ):
-            model.train()
-            total = 0.0
-            for idx in _batches(torch.randperm(len(x_t), generator=gen), options.batch_size):
-                xb = x_t[idx]
-                if options.augment:
-                    xb = _augment(xb, gen)
-                loss = loss_fn(model(_normalise(xb).to(device)).reshape(-1), y_t[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-            history["train_loss"].append(total / len(x_t))
-            if val_xy is not None or epoch == options.epochs:  # only evaluated weights need it
-                _recalibrate_batchnorm(model, x_t, options.batch_size)
-            if val_xy is not None:
-                trained.state_dict, trained._module = model.state_dict(), model.eval()
-                metric = _val_metric(task, val_xy[1], trained.predict(val_xy[0]))
-                history["val_metric"].append(metric)
-                score = metric if task == "binary" else -metric
-                if score > best_score:
-                    best_score, history["best_epoch"] = score, epoch
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model = create_model(options, trained.image_shape)  # initialised on the CPU (same weights on every device)
+        model = model.to(torch.device(current_device()))
+        best_state = _fit(trained, model, _tensor(x), y_t, val_xy, quiet)
     state = best_state if best_state is not None else model.state_dict()
     trained.state_dict = {k: v.detach().cpu().clone() for k, v in state.items()}
     trained._module = None  # rebuilt from the kept weights on first use
     return trained
+
+
+def _checked_inputs(images: np.ndarray, targets: np.ndarray, task: str, options: ClassifierOptions, seed: int,
+                    val: tuple[np.ndarray, np.ndarray] | None) -> tuple:
+    """train_classifier's inputs checked: (images, targets, (val images, val targets) or None, seed)."""
+    if not isinstance(options, ClassifierOptions):
+        raise UserError(f"classifier options must be a ClassifierOptions, got {type(options).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise UserError(f"classifier seed must be an integer, got {seed!r}")
+    x = check_images(images, "training images", minimum=2)
+    y = check_targets(targets, len(x), task, "training targets")
+    val_xy = None
+    if val is not None:
+        if not isinstance(val, tuple | list) or len(val) != 2:
+            raise UserError("classifier val must be a pair (images, targets)")
+        vx = check_images(val[0], "validation images", minimum=1)
+        if vx.shape[1:] != x.shape[1:]:
+            raise UserError(
+                f"validation images are {vx.shape[1:]}, training images {x.shape[1:]}; use one size"
+            )
+        val_xy = (vx, check_targets(val[1], len(vx), task, "validation targets"))
+    return x, y, val_xy, int(seed)
+
+
+def _fit(trained: TrainedClassifier, model: nn.Module, x_t: torch.Tensor, y_t: torch.Tensor,
+         val_xy: tuple[np.ndarray, np.ndarray] | None, quiet: bool) -> dict[str, torch.Tensor] | None:
+    """Train `model` for trained.options.epochs epochs, appending to trained.history; the state of the best
+    validation epoch (None without val data: the caller keeps the last). Runs inside the caller's forked
+    RNG: batches and augmentations draw from their own CPU generator, whatever the device."""
+    options, task, history = trained.options, trained.task, trained.history
+    device = torch.device(current_device())
+    loss_fn = nn.BCEWithLogitsLoss() if task == "binary" else nn.MSELoss()
+    gen = torch.Generator().manual_seed(trained.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    best_state, best_score = None, -math.inf
+    for epoch in progress_bar(
+        range(1, options.epochs + 1), f"train {options.model} ({task}, seed {trained.seed})", quiet=quiet
+    ):
+        model.train()
+        total = 0.0
+        for idx in _batches(torch.randperm(len(x_t), generator=gen), options.batch_size):
+            xb = x_t[idx]
+            if options.augment:
+                xb = _augment(xb, gen)
+            loss = loss_fn(model(_normalise(xb).to(device)).reshape(-1), y_t[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        history["train_loss"].append(total / len(x_t))
+        if val_xy is not None or epoch == options.epochs:  # only evaluated weights need it
+            _recalibrate_batchnorm(model, x_t, options.batch_size)
+        if val_xy is not None:
+            trained.state_dict, trained._module = model.state_dict(), model.eval()
+            metric = _val_metric(task, val_xy[1], trained.predict(val_xy[0]))
+            history["val_metric"].append(metric)
+            score = metric if task == "binary" else -metric
+            if score > best_score:
+                best_score, history["best_epoch"] = score, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return best_state

@@ -14,6 +14,7 @@ Each arm keeps its test scores so that callers can run paired tests (DeLong) bet
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,24 +61,33 @@ def _check_real_result(result: object, n_test: int) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True)
+class UtilityOptions:
+    """mix_fraction: the synthetic share of the "mixed" arm; quiet: no progress bars; n_boot: bootstrap
+    resamples of each AUC's CI (0: no CI)."""
+
+    mix_fraction: float = 0.5
+    quiet: bool = False
+    n_boot: int = 1000
+
+
 def utility_protocol(
     real_train: tuple[np.ndarray, np.ndarray],
     synth_train: tuple[np.ndarray, np.ndarray],
     real_test: tuple[np.ndarray, np.ndarray],
     options: ClassifierOptions,
     seed: int,
-    mix_fraction: float = 0.5,
-    quiet: bool = False,
-    n_boot: int = 1000,
+    protocol: UtilityOptions = UtilityOptions(),
     real_result: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train the "real", "synthetic" and "mixed" arms and score each on `real_test`.
 
-    Each arm: {"auc", "ci95" ([lo, hi], or None when n_boot == 0), "scores" (test predictions),
+    Each arm: {"auc", "ci95" ([lo, hi], or None when protocol.n_boot == 0), "scores" (test predictions),
     "n_train", "n_train_synthetic", "sampled_with_replacement", "seed", "history"}.
     `real_result`: the "real" entry of an earlier call on the same real data, test set, options and
     seed; it is returned as is instead of retraining (every cell of a benchmark shares one real arm).
     """
+    mix_fraction = protocol.mix_fraction
     if (
         isinstance(mix_fraction, bool)
         or not isinstance(mix_fraction, int | float)
@@ -86,38 +96,20 @@ def utility_protocol(
         raise UserError(f"utility protocol mix_fraction must be a number in [0, 1], got {mix_fraction!r}")
     real_x, real_y = _check_pair(real_train, "real_train", need_both_classes=True)
     syn_x, syn_y = _check_pair(synth_train, "synth_train", need_both_classes=False)
-    test_x, test_y = _check_pair(real_test, "real_test", need_both_classes=True)
+    test = _check_pair(real_test, "real_test", need_both_classes=True)
     shapes = {
         what: x.shape[1:]
-        for what, x in (("real_train", real_x), ("synth_train", syn_x), ("real_test", test_x))
+        for what, x in (("real_train", real_x), ("synth_train", syn_x), ("real_test", test[0]))
     }
     if len(set(shapes.values())) > 1:
         raise UserError(f"utility protocol images differ in size ({shapes}); resize them to one size")
 
     n = len(real_x)
     n_syn_mixed = math.floor(mix_fraction * n + 0.5)
-
-    def arm(name: str, x: np.ndarray, y: np.ndarray, n_synthetic: int, replaced: bool) -> dict[str, Any]:
-        try:
-            trained = train_classifier(x, y, "binary", options, seed, quiet=quiet)
-        except UserError as exc:
-            raise UserError(f"utility protocol arm {name!r}: {exc}") from None
-        scores = trained.predict(test_x)
-        auc, ci = auc_with_ci(test_y, scores, n_boot, seed)
-        return {
-            "auc": auc,
-            "ci95": None if ci is None else [ci[0], ci[1]],
-            "scores": scores,
-            "n_train": len(x),
-            "n_train_synthetic": n_synthetic,
-            "sampled_with_replacement": replaced,
-            "seed": seed,
-            "history": trained.history,
-        }
-
+    arm = _Arm(test, options, seed, protocol)
     results: dict[str, dict[str, Any]] = {}
     if real_result is not None:
-        results["real"] = _check_real_result(real_result, len(test_x))
+        results["real"] = _check_real_result(real_result, len(test[0]))
     else:
         results["real"] = arm("real", real_x, real_y, 0, False)
 
@@ -132,3 +124,32 @@ def utility_protocol(
     mixed_y = np.concatenate([real_y[real_idx], syn_y[syn_idx]])
     results["mixed"] = arm("mixed", mixed_x, mixed_y, n_syn_mixed, replaced)
     return results
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """Trains one arm with the protocol's options and seed and scores it on the real test set."""
+
+    test: tuple[np.ndarray, np.ndarray]
+    options: ClassifierOptions
+    seed: int
+    protocol: UtilityOptions
+
+    def __call__(self, name: str, x: np.ndarray, y: np.ndarray, n_synthetic: int, replaced: bool) -> dict[str, Any]:
+        try:
+            trained = train_classifier(x, y, "binary", self.options, self.seed, quiet=self.protocol.quiet)
+        except UserError as exc:
+            raise UserError(f"utility protocol arm {name!r}: {exc}") from None
+        test_x, test_y = self.test
+        scores = trained.predict(test_x)
+        auc, ci = auc_with_ci(test_y, scores, self.protocol.n_boot, self.seed)
+        return {
+            "auc": auc,
+            "ci95": None if ci is None else [ci[0], ci[1]],
+            "scores": scores,
+            "n_train": len(x),
+            "n_train_synthetic": n_synthetic,
+            "sampled_with_replacement": replaced,
+            "seed": self.seed,
+            "history": trained.history,
+        }

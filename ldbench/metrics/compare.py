@@ -7,9 +7,8 @@ moments (d x d) are held, never the whole image set. Records have the same keys 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -17,7 +16,13 @@ from ldbench.data.images import ImageFolder
 from ldbench.errors import UserError
 from ldbench.hashing import sha256_file
 from ldbench.metrics.math import RunningMoments
-from ldbench.metrics.scores import feature_distance_metrics, prdc_metrics, standardise_like_frd
+from ldbench.metrics.scores import (
+    DistanceOptions,
+    FeatureSet,
+    feature_distance_metrics,
+    prdc_metrics,
+    standardise_like_frd,
+)
 
 
 @dataclass
@@ -34,17 +39,6 @@ class CompareOptions:
     # extractor's description (weights hash, resize and channel policy): scoring the same folder again
     # (another metric, another reference) extracts nothing. None: no cache.
     cache_dir: Path | None = None
-
-
-@dataclass
-class FeatureSet:
-    """Features of one side with their Gaussian statistics and where they came from."""
-
-    features: np.ndarray | None
-    mu: np.ndarray
-    sigma: np.ndarray
-    n: int
-    source: dict[str, Any] = field(default_factory=dict)
 
 
 def folder_features(folder: ImageFolder, extractor, batch_size: int = 64) -> FeatureSet:
@@ -128,11 +122,9 @@ def compare(a: str | Path, b: str | Path, extractor, opts: CompareOptions) -> li
     side_a = load_side(a, extractor, opts.batch_size, opts.cache_dir)
     side_b = load_side(b, extractor, opts.batch_size, opts.cache_dir)
     assert side_a.features is not None
-    records = feature_distance_metrics(
-        side_a.features, side_b.mu, side_b.sigma, side_b.features, family=extractor.family,
-        extractor=extractor.name, kid=opts.kid, kid_subset_size=opts.kid_subset_size, kid_subsets=opts.kid_subsets,
-        bootstrap=opts.bootstrap, seed=opts.seed, ref_n=side_b.n, mu=side_a.mu, sigma=side_a.sigma,
-    )
+    distance = DistanceOptions(opts.kid, opts.kid_subset_size, opts.kid_subsets, opts.bootstrap, opts.seed)
+    records = feature_distance_metrics(side_a, side_b, family=extractor.family, extractor=extractor.name,
+                                       options=distance)
     if opts.prdc:
         if side_b.features is None:
             raise UserError(f"{b}: the reference statistics hold no raw features, which PRDC needs")

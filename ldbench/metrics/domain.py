@@ -12,6 +12,7 @@ change the features beyond rounding at the 1e-12 level.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,43 +25,22 @@ from torch import nn
 
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write
+from ldbench.hashing import sha256_file
+from ldbench.metrics.extractor_base import (  # noqa: F401  (check_images and RANGE_TOLERANCE re-exported)
+    EXTRACTORS,
+    RANGE_TOLERANCE,
+    check_batch_size,
+    check_image_shape,
+    check_images,
+    describe_fields,
+    unit_range,
+)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "domain-embedded.safetensors"
 INPUT_SIZE = 64
 FEATURE_DIM = 64
 FORMAT = "ldbench-domain-net/1"
 TRAIN_COMMAND = "ldbench extractors train-domain"
-# How far outside [0, 1] pixel values may stray (decoder overshoot) before they are refused, not clipped.
-RANGE_TOLERANCE = 0.01
-
-
-def check_image_shape(images: np.ndarray) -> np.ndarray:
-    """Grayscale images (N, H, W), N >= 1, returned as an array without copying."""
-    x = np.asarray(images)
-    if x.ndim != 3:
-        raise UserError(f"expected grayscale images of shape (N, H, W), got shape {x.shape}")
-    if len(x) == 0:
-        raise UserError("no images to extract features from")
-    return x
-
-
-def unit_range(images: np.ndarray) -> np.ndarray:
-    """Images as float64 clipped to [0, 1]; NaN/inf or values beyond the tolerance (e.g. [-1, 1] or
-    [0, 255] images) are an error, not silently clipped. Extractors call it one batch at a time."""
-    x = np.asarray(images, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        raise UserError("images contain NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
-        raise UserError(f"images must have values in [0, 1], got [{lo:.4g}, {hi:.4g}]")
-    return np.clip(x, 0.0, 1.0)
-
-
-def check_images(images: np.ndarray) -> np.ndarray:
-    """check_image_shape + unit_range on the whole set: (N, H, W) float64 in [0, 1]."""
-    return unit_range(check_image_shape(images))
-
-
 def to_input(images: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(N, H, W) in [0, 1] -> (N, 1, 64, 64) tensor; other sizes resized (bilinear, antialias)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(dtype)[:, None]
@@ -196,3 +176,43 @@ def load_domain_net(path: Path) -> DomainNet:
         ) from None
     net.eval()
     return net
+
+
+# --- the `domain` feature extractor ------------------------------------------------------------
+
+
+@EXTRACTORS.register("domain")
+class DomainExtractor:
+    """Offline DomainNet (64-d), trained on the benchmark's images: FD/KD, not FID/KID (`ldbench extractors train-domain`)."""
+
+    name = "domain"
+    family = "domain"
+    resize_policy = f"bilinear-antialias-{INPUT_SIZE}"
+    channel_policy = "gray"
+    dim = FEATURE_DIM
+    compute_dtype = "float64"
+
+    def __init__(self, weights_path: str | os.PathLike | None = None, device: str | None = None) -> None:
+        path = Path(weights_path).expanduser() if weights_path else DEFAULT_WEIGHTS
+        net = load_domain_net(path)  # UserError naming `ldbench extractors train-domain` when missing
+        if net.feature_dim != self.dim:
+            raise UserError(f"{path}: {net.feature_dim}-d domain features, expected {self.dim}")
+        self.fingerprint = sha256_file(path)
+        self.weights_path = path
+        self.weights_meta = dict(net.meta)
+        self.device = torch.device(device or "cpu")
+        # float64 inference: features do not depend on the batch size beyond 1e-12-level rounding
+        self._net = net.to(self.device, torch.float64).eval()
+
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        check_batch_size(batch_size)
+        x = check_image_shape(images)
+        out = np.empty((len(x), self.dim), dtype=np.float64)
+        with torch.no_grad():
+            for s in range(0, len(x), batch_size):
+                batch = to_input(unit_range(x[s : s + batch_size]), torch.float64).to(self.device)
+                out[s : s + len(batch)] = self._net.features(batch).to("cpu").numpy()
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return describe_fields(self, self.compute_dtype)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -221,23 +222,42 @@ def _realism_loss(out: dict, n_clean: int, kind: torch.Tensor, sev: torch.Tensor
     return weight * (F.cross_entropy(out[KIND_HEAD], kinds) + 4.0 * F.mse_loss(out[SEVERITY_HEAD][:, 0], sevs))
 
 
-def train_domain_net(
-    images: np.ndarray,
-    labels: dict[str, np.ndarray],
-    seed: int,
-    epochs: int = 12,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    log: Callable[[str], None] | None = None,
-    realism: bool = True,
-    realism_weight: float = 1.0,
-) -> DomainNet:
+@dataclass(frozen=True)
+class DomainTrainingOptions:
+    """How train_domain_net trains: epochs of shuffled batches, AdamW (lr, weight_decay) under a one-cycle
+    schedule; with `realism`, a corrupted copy of each batch and the kind/severity heads, weighted by
+    `realism_weight`."""
+
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    realism: bool = True
+    realism_weight: float = 1.0
+
+
+@dataclass
+class _Training:
+    """One run's state: the net, its optimiser and schedule, the shared random stream and the targets."""
+
+    net: DomainNet
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator
+    specs: list[HeadSpec]
+    tensors: dict
+    masks: dict
+
+
+def train_domain_net(images: np.ndarray, labels: dict[str, np.ndarray], seed: int,
+                     options: DomainTrainingOptions = DomainTrainingOptions(),
+                     log: Callable[[str], None] | None = None) -> DomainNet:
     """Train a DomainNet on `images` (N, H, W) in [0, 1] to predict every label column and, with
-    `realism`, the kind and severity of random corruptions (module docstring).
+    `options.realism`, the kind and severity of random corruptions (module docstring).
 
     Deterministic for a given seed on CPU (same thread count); the global torch RNG is left untouched.
     """
+    epochs, batch_size, lr = options.epochs, options.batch_size, options.lr
     if epochs < 1:
         raise UserError(f"epochs must be >= 1, got {epochs}")
     x_np = check_images(images)
@@ -249,34 +269,41 @@ def train_domain_net(
     start, history = time.perf_counter(), []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = DomainNet(specs + (_realism_specs() if realism else []))
+        net = DomainNet(specs + (_realism_specs() if options.realism else []))
         gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=options.weight_decay)
         steps = epochs * ((n + batch_size - 1) // batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+        run = _Training(net, opt, sched, gen, specs, tensors, masks)
         net.train()
         for epoch in range(epochs):
-            perm, total = torch.randperm(n, generator=gen), 0.0
-            for s in range(0, n, batch_size):
-                idx = perm[s : s + batch_size]
-                xb = _augment(x[idx], gen)
-                if realism:  # a corrupted copy of the batch
-                    bad, kind, sev = corrupt(xb, gen)
-                    out = net(torch.cat([xb, bad]))
-                    loss = _label_loss(out, specs, tensors, masks, idx)
-                    loss = loss + _realism_loss(out, len(idx), kind, sev, realism_weight)
-                else:
-                    loss = _label_loss(net(xb), specs, tensors, masks, idx)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            history.append(total / n)
+            history.append(_epoch(run, x, options))
             if log is not None:
                 log(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
     net.eval()
-    net.meta = {"seed": seed, "epochs": epochs, "n_images": n, "final_loss": history[-1], "realism": realism,
-                "train_corruptions": ",".join(TRAIN_CORRUPTIONS) if realism else "",
+    net.meta = {"seed": seed, "epochs": epochs, "n_images": n, "final_loss": history[-1], "realism": options.realism,
+                "train_corruptions": ",".join(TRAIN_CORRUPTIONS) if options.realism else "",
                 "train_seconds": round(time.perf_counter() - start, 1)}
     return net
+
+
+def _epoch(run: _Training, x: torch.Tensor, options: DomainTrainingOptions) -> float:
+    """One pass over `x` in shuffled batches; the mean loss per image."""
+    n, batch_size = len(x), options.batch_size
+    perm, total = torch.randperm(n, generator=run.gen), 0.0
+    for s in range(0, n, batch_size):
+        idx = perm[s : s + batch_size]
+        xb = _augment(x[idx], run.gen)
+        if options.realism:  # a corrupted copy of the batch
+            bad, kind, sev = corrupt(xb, run.gen)
+            out = run.net(torch.cat([xb, bad]))
+            loss = _label_loss(out, run.specs, run.tensors, run.masks, idx)
+            loss = loss + _realism_loss(out, len(idx), kind, sev, options.realism_weight)
+        else:
+            loss = _label_loss(run.net(xb), run.specs, run.tensors, run.masks, idx)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.sched.step()
+        total += float(loss.detach()) * len(idx)
+    return total / n

@@ -1,7 +1,7 @@
 """What every feature extractor is (the protocol), their registry and the shared small checks.
 
-Kept apart from metrics.extractors so that modules holding extractors (metrics.inception) can register
-themselves without importing metrics.extractors, which imports them.
+Kept apart from metrics.extractors so that each family module (metrics.inception, metrics.domain, ...)
+can register itself without importing metrics.extractors, which imports them all.
 """
 
 from __future__ import annotations
@@ -64,3 +64,34 @@ def describe_fields(ex: Any, dtype: str) -> dict[str, Any]:
 def check_batch_size(batch_size: int) -> None:
     if int(batch_size) < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
+
+
+# How far outside [0, 1] pixel values may stray (decoder overshoot) before they are refused, not clipped.
+RANGE_TOLERANCE = 0.01
+
+
+def check_image_shape(images: np.ndarray) -> np.ndarray:
+    """Grayscale images (N, H, W), N >= 1, returned as an array without copying."""
+    x = np.asarray(images)
+    if x.ndim != 3:
+        raise UserError(f"expected grayscale images of shape (N, H, W), got shape {x.shape}")
+    if len(x) == 0:
+        raise UserError("no images to extract features from")
+    return x
+
+
+def unit_range(images: np.ndarray) -> np.ndarray:
+    """Images as float64 clipped to [0, 1]; NaN/inf or values beyond the tolerance (e.g. [-1, 1] or
+    [0, 255] images) are an error, not silently clipped. Extractors call it one batch at a time."""
+    x = np.asarray(images, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise UserError("images contain NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+        raise UserError(f"images must have values in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+    return np.clip(x, 0.0, 1.0)
+
+
+def check_images(images: np.ndarray) -> np.ndarray:
+    """check_image_shape + unit_range on the whole set: (N, H, W) float64 in [0, 1]."""
+    return unit_range(check_image_shape(images))

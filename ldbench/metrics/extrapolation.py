@@ -28,6 +28,7 @@ import numpy as np
 from ldbench.errors import UserError
 from ldbench.metrics.intervals import CI_RECENTRED, bootstrap_values, recentred_interval
 from ldbench.metrics.math import _psd_sqrt_factor, finite_array, rank_warning
+from ldbench.metrics.metric_registry import FRECHET_INF, METRICS
 
 __all__ = ["ExtrapolationOptions", "ReferenceFD", "fd_inf_record", "fd_inf_statistic", "fd_infinity",
            "options_from_details", "subset_sizes"]
@@ -158,7 +159,7 @@ def fd_inf_record(
         stat = fd_inf_statistic(ref_mu, ref_sigma, options)
         values = bootstrap_values(stat, f, options.n_boot, options.seed)
         ci = list(recentred_interval(fit["value"], values, options.level))
-    return {"metric": "fid_inf" if family == "inception" else "fd_inf", "value": fit["value"], "ci95": ci,
+    return {"metric": METRICS.distance_name(FRECHET_INF, family), "value": fit["value"], "ci95": ci,
             "n": int(n), "extractor": extractor, "fd_at_n": fit["fds"][-1], "slope": fit["slope"],
             "sizes": fit["sizes"], "fds": fit["fds"], "intercept_se": fit["intercept_se"],
             "n_sizes": options.n_sizes, "min_size": options.min_size, "repeats": options.repeats,

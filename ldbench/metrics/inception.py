@@ -28,8 +28,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ldbench.errors import UserError
 from ldbench.fsutil import atomic_write
-from ldbench.metrics.domain import check_image_shape, unit_range
-from ldbench.metrics.extractor_base import EXTRACTORS, check_batch_size, describe_fields
+from ldbench.metrics.extractor_base import (
+    EXTRACTORS,
+    check_batch_size,
+    check_image_shape,
+    describe_fields,
+    unit_range,
+)
 from ldbench.metrics.inception_map import (
     MAPPED_SHA256,
     map_torchscript_state,

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,13 @@ import numpy as np
 from ldbench.errors import UserError
 from ldbench.metrics.disturbances import DISTURBANCES, disturb, get_disturbance
 from ldbench.metrics.math import gaussian_stats
-from ldbench.metrics.scores import feature_distance_metrics, metric_info, metric_names
+from ldbench.metrics.scores import (
+    DistanceOptions,
+    FeatureSet,
+    feature_distance_metrics,
+    metric_info,
+    metric_names,
+)
 
 FORMAT = "ldbench-extractor-validation/1"
 
@@ -57,8 +65,8 @@ def _distance_fn(extractor, ref_feats: np.ndarray, seed: int):
         with warnings.catch_warnings():  # fewer images than feature dimensions: expected at small n
             warnings.filterwarnings("ignore", message=r"only \d+ samples for")
             records = feature_distance_metrics(
-                feats, mu, sigma, ref_feats, family=extractor.family, extractor=extractor.name, kid=False,
-                kid_subset_size=2, kid_subsets=1, bootstrap=0, seed=seed, ref_n=len(ref_feats))
+                FeatureSet(feats), FeatureSet(ref_feats, mu, sigma), family=extractor.family, extractor=extractor.name,
+                options=DistanceOptions(kid=False, kid_subset_size=2, kid_subsets=1, bootstrap=0, seed=seed))
         return float(records[0]["value"])
 
     return distance
@@ -72,39 +80,54 @@ def judge(values: list[float], floor: float) -> dict[str, Any]:
             "passed": bool(all(increasing) and all(above[1:]))}
 
 
-def validate_extractor(
-    extractor,
-    reference_images: np.ndarray,
-    heldout_images: np.ndarray,
-    other_images: np.ndarray | None,
-    seed: int = 0,
-    n_levels: int | None = None,
-    disturbances: list[str] | None = None,
-    dataset: str | None = None,
-) -> dict[str, Any]:
-    """Score every disturbance level of `heldout_images` against `reference_images` with `extractor`;
-    `other_images` (another dataset) feed the contamination disturbance. Returns a JSON-ready dict:
+@dataclass(frozen=True)
+class ValidationSets:
+    """The images of the disturbance test: the reference the distance is taken to, the held-out real
+    images that are disturbed (and give the floor), and another dataset's images for the contamination
+    disturbance (None or empty: that disturbance is left out)."""
+
+    reference: np.ndarray
+    heldout: np.ndarray
+    other: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """seed: of every disturbance and distance; n_levels: only the first levels of each disturbance (None:
+    all); disturbances: their names (None: every registered one); dataset: named in the result."""
+
+    seed: int = 0
+    n_levels: int | None = None
+    disturbances: Sequence[str] | None = None
+    dataset: str | None = None
+
+
+def validate_extractor(extractor, sets: ValidationSets, options: ValidationOptions = ValidationOptions()
+                       ) -> dict[str, Any]:
+    """Score every disturbance level of `sets.heldout` against `sets.reference` with `extractor`;
+    `sets.other` (another dataset) feeds the contamination disturbance. Returns a JSON-ready dict:
     floor, per disturbance its strengths, values and pass flags, and the overall verdict."""
-    names = list(disturbances) if disturbances is not None else list(DISTURBANCES)
-    ref_feats = extractor.features(reference_images)
+    seed = options.seed
+    names = list(options.disturbances) if options.disturbances is not None else list(DISTURBANCES)
+    ref_feats = extractor.features(sets.reference)
     distance = _distance_fn(extractor, ref_feats, seed)
-    floor = distance(heldout_images)
+    floor = distance(sets.heldout)
     results: dict[str, Any] = {}
     for name in names:
         d = get_disturbance(name)
-        if d.needs_other and (other_images is None or len(other_images) == 0):
+        if d.needs_other and (sets.other is None or len(sets.other) == 0):
             continue
-        count = len(d.levels) if n_levels is None else min(int(n_levels), len(d.levels))
-        values = [distance(disturb(name, heldout_images, lv, seed, other_images)) for lv in range(1, count + 1)]
+        count = len(d.levels) if options.n_levels is None else min(int(options.n_levels), len(d.levels))
+        values = [distance(disturb(name, sets.heldout, lv, seed, sets.other)) for lv in range(1, count + 1)]
         results[name] = {"unit": d.unit, "levels": list(d.levels[:count]), "values": values,
                          **judge(values, floor)}
     return {
         "format": FORMAT,
         "metric": metric_names(extractor.family)[0],
-        "dataset": dataset,
+        "dataset": options.dataset,
         "seed": int(seed),
-        "n": int(len(heldout_images)),
-        "n_reference": int(len(reference_images)),
+        "n": int(len(sets.heldout)),
+        "n_reference": int(len(sets.reference)),
         "extractor": extractor.describe(),
         "floor": floor,
         "disturbances": results,
@@ -184,5 +207,5 @@ def write_validation(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["FORMAT", "figure_png", "judge", "markdown_table", "matched_subsets", "validate_extractor", "verdict",
-           "write_validation"]
+__all__ = ["FORMAT", "ValidationOptions", "ValidationSets", "figure_png", "judge", "markdown_table", "matched_subsets",
+           "validate_extractor", "verdict", "write_validation"]

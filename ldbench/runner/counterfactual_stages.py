@@ -143,7 +143,7 @@ class EditContext:
 def compute_counterfactual_metrics(rt, node, up: dict, oracles: dict
                                    ) -> tuple[list[dict], dict[str, np.ndarray], list[str]]:
     from ldbench.device import current as current_device
-    from ldbench.metrics.counterfactual import image_similarity, lpips_from_config
+    from ldbench.metrics.counterfactual_scores import image_similarity, lpips_from_config
     from ldbench.metrics.significance import mean_with_ci
 
     gen, data_art, test_latents, editor_spec = up["generate"], up["dataset"], up["latents"], node["editor"]
@@ -203,7 +203,7 @@ def axiom_metrics(edits: EditContext, test: ImageTable, generated: dict, plan: d
     own attributes) and reversibility (L1 to the source after editing to the target and back), on the
     first `axiom_items` outputs. An ideal editor scores 0 on both."""
     from ldbench.generate import run_edits
-    from ldbench.metrics.counterfactual import null_edit_drift, reversibility
+    from ldbench.metrics.counterfactual_scores import null_edit_drift, reversibility
 
     n = min(evaluation.axiom_items, len(generated["images"]))
     idx = generated["source_index"][:n]
@@ -229,7 +229,7 @@ def _cld_records(gen: Artifact, test: ImageTable, plan: dict, test_latents: Arti
                  seed: int, items: dict) -> list[dict]:
     """CLD in the autoencoder's latent space (frozen in every method, so the same for every cell): the
     sources, the outputs and the test split as reference, grouped by the one discrete attribute edited."""
-    from ldbench.metrics.counterfactual import counterfactual_latent_divergence
+    from ldbench.metrics.counterfactual_scores import counterfactual_latent_divergence
     from ldbench.metrics.significance import mean_with_ci
 
     changes = plan["changes"]

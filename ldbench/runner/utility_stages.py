@@ -87,7 +87,7 @@ def build_utility(rt, node, up: dict) -> Artifact:
     each tested on the real test split. The generated training images are the editor's outputs for the
     train split (never the test split: no test information reaches training), labelled with their
     intended attribute."""
-    from ldbench.classify import utility_protocol
+    from ldbench.classify import UtilityOptions, utility_protocol
 
     ctx, data_art, gen_train, real_arm = rt.ctx, up["dataset"], up["generate"], up["classifier"]
     dataset, evaluation, seed = rt.dataset(node.up("dataset")["dataset"]), rt.evaluation, node["seed"]
@@ -104,7 +104,8 @@ def build_utility(rt, node, up: dict) -> Artifact:
                            "n_train": real_arm.meta["n_train"], "n_train_synthetic": 0, "seed": seed,
                            "history": real_arm.meta["history"]}
         results = utility_protocol((train.images, y_train), (synth_images, synth_y), (test.images, y_test), options,
-                                   seed, quiet=ctx.quiet, n_boot=evaluation.bootstrap, real_result=real_result)
+                                   seed, UtilityOptions(quiet=ctx.quiet, n_boot=evaluation.bootstrap),
+                                   real_result=real_result)
         records, arrays = [], {}
         for arm, res in results.items():
             metric = f"auc_{arm}"

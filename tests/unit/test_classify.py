@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from ldbench.classify import (
     ClassifierOptions,
     TrainedClassifier,
+    UtilityOptions,
     create_model,
     train_classifier,
     utility_protocol,
@@ -275,7 +276,7 @@ def test_utility_protocol_arms(data):
     x, y, _ = data["train"]
     sx, sy, _ = data["synth"]
     tx, ty, _ = data["test"]
-    result = utility_protocol((x, y), (sx, sy), (tx, ty), FAST, seed=0, quiet=True, n_boot=200)
+    result = utility_protocol((x, y), (sx, sy), (tx, ty), FAST, 0, UtilityOptions(quiet=True, n_boot=200))
     assert set(result) == {"real", "synthetic", "mixed"}
     for name, arm in result.items():
         assert arm["auc"] > 0.9, name
@@ -291,10 +292,10 @@ def test_utility_protocol_uninformative_synthetic_labels(data):
     x, y, _ = data["train"]
     sx, sy, _ = data["synth"]
     tx, ty, _ = data["test"]
-    real = utility_protocol((x, y), (sx, sy), (tx, ty), FAST, seed=0, quiet=True, n_boot=0)["real"]
+    real = utility_protocol((x, y), (sx, sy), (tx, ty), FAST, 0, UtilityOptions(quiet=True, n_boot=0))["real"]
     assert real["ci95"] is None
     result = utility_protocol(
-        (x, y), (sx, uninformative(sy, 3)), (tx, ty), FAST, seed=0, quiet=True, n_boot=200, real_result=real
+        (x, y), (sx, uninformative(sy, 3)), (tx, ty), FAST, 0, UtilityOptions(quiet=True, n_boot=200), real_result=real
     )
     assert result["real"] is real  # the shared real arm is reused, not retrained
     syn = result["synthetic"]
@@ -310,10 +311,8 @@ def test_utility_protocol_small_pool_drawn_with_replacement(data):
         (x[20:28], y[20:28]),
         (x[40:60], y[40:60]),
         tiny,
-        seed=1,
-        quiet=True,
-        n_boot=0,
-        mix_fraction=0.75,
+        1,
+        UtilityOptions(quiet=True, n_boot=0, mix_fraction=0.75),
     )
     assert [result[a]["sampled_with_replacement"] for a in ("real", "synthetic", "mixed")] == [
         False,
@@ -327,6 +326,6 @@ def test_utility_protocol_small_pool_drawn_with_replacement(data):
 def test_utility_protocol_bad_input(data):
     x, y, _ = data["train"]
     with pytest.raises(UserError, match="mix_fraction"):
-        utility_protocol((x, y), (x, y), (x, y), FAST, seed=0, mix_fraction=1.5)
+        utility_protocol((x, y), (x, y), (x, y), FAST, 0, UtilityOptions(mix_fraction=1.5))
     with pytest.raises(UserError, match="real_result"):
         utility_protocol((x, y), (x, y), (x[:10], y[:10]), FAST, seed=0, real_result={"auc": 1.0})

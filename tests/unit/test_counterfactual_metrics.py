@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ldbench.errors import UserError
-from ldbench.metrics.counterfactual import (
+from ldbench.metrics.counterfactual_scores import (
     LPIPS_SKIPPED,
     PSNR_CAP_DB,
     Lpips,

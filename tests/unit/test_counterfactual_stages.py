@@ -6,7 +6,7 @@ import pytest
 from ldbench.config import Evaluation
 from ldbench.data.base import ImageTable
 from ldbench.drift import NO_DRIFT, Drift
-from ldbench.metrics.counterfactual import image_similarity
+from ldbench.metrics.counterfactual_scores import image_similarity
 from ldbench.runner import counterfactual_stages as cf
 from ldbench.runner.effects import CellEvidence, ld_effects
 

@@ -13,7 +13,13 @@ from ldbench.errors import UserError
 from ldbench.metrics import validation
 from ldbench.metrics.disturbances import DISTURBANCES, disturb
 from ldbench.metrics.extractors import EXTRACTORS
-from ldbench.metrics.validation import judge, markdown_table, validate_extractor
+from ldbench.metrics.validation import (
+    ValidationOptions,
+    ValidationSets,
+    judge,
+    markdown_table,
+    validate_extractor,
+)
 
 
 def _smooth(n: int, seed: int, size: int = 32) -> np.ndarray:
@@ -100,13 +106,14 @@ NOISE_ONLY = ["gaussian_noise", "salt_and_pepper"]
 
 def test_an_extractor_whose_distance_rises_passes_and_a_blind_one_fails():
     ref, held = _bright(16, seed=3), _bright(16, seed=4, offset=0.05)
-    good = validate_extractor(GOOD, ref, held, OTHER, seed=0, disturbances=NOISE_ONLY, dataset="unit")
+    sets = ValidationSets(ref, held, OTHER)
+    good = validate_extractor(GOOD, sets, ValidationOptions(seed=0, disturbances=NOISE_ONLY, dataset="unit"))
     assert good["passed"] and good["n"] == 16 and good["extractor"]["name"] == "hf"
     assert set(good["disturbances"]) == set(NOISE_ONLY)
-    blind = validate_extractor(_Fake("mean", _mean_intensity), ref, held, OTHER, seed=0, disturbances=NOISE_ONLY)
+    noise_only = ValidationOptions(seed=0, disturbances=NOISE_ONLY)
+    blind = validate_extractor(_Fake("mean", _mean_intensity), sets, noise_only)
     assert not blind["passed"]
-    constant = validate_extractor(_Fake("const", lambda x: np.ones((len(x), 2))), ref, held, OTHER, seed=0,
-                                  disturbances=NOISE_ONLY)
+    constant = validate_extractor(_Fake("const", lambda x: np.ones((len(x), 2))), sets, noise_only)
     assert not constant["passed"]
     assert "FAIL" in markdown_table(blind) and "PASS" in markdown_table(good)
     json.dumps(good, allow_nan=False)

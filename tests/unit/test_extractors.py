@@ -25,6 +25,7 @@ from ldbench.metrics.domain import (
     save_domain_net,
     train_domain_net,
 )
+from ldbench.metrics.domain_training import DomainTrainingOptions
 from ldbench.metrics.extractors import (
     EXTRACTORS,
     FID_HELPER_SHA256,
@@ -270,9 +271,9 @@ def test_train_domain_net_is_deterministic_and_round_trips(tmp_path):
     x = _gray(24, seed=1)
     labels = {"diagnosis": rng.choice(["AD", "CN"], 24), "age": rng.uniform(60, 85, 24)}
     state = torch.get_rng_state()
-    a = train_domain_net(x, labels, seed=3, epochs=2, batch_size=8)
+    a = train_domain_net(x, labels, 3, DomainTrainingOptions(epochs=2, batch_size=8))
     assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left alone
-    b = train_domain_net(x, labels, seed=3, epochs=2, batch_size=8)
+    b = train_domain_net(x, labels, 3, DomainTrainingOptions(epochs=2, batch_size=8))
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb), ka
     assert {h.name: h.kind for h in a.head_specs} == {"age": "regression", "diagnosis": "categorical",

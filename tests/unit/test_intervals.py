@@ -116,14 +116,15 @@ def test_bootstrap_values_are_seeded_and_checked():
 
 
 def test_score_records_name_their_interval_method():
-    from ldbench.metrics.scores import feature_distance_metrics
+    from ldbench.metrics.scores import DistanceOptions, FeatureSet, feature_distance_metrics
 
     rng = np.random.default_rng(5)
     ref = rng.normal(size=(120, 6))
     gen = rng.normal(0.05, 1.0, size=(40, 6))
     mu, sigma = gaussian_stats(ref)
-    recs = feature_distance_metrics(gen, mu, sigma, ref, family="domain", extractor="domain", kid=True,
-                                    kid_subset_size=20, kid_subsets=10, bootstrap=50, seed=0, ref_n=len(ref))
+    options = DistanceOptions(kid=True, kid_subset_size=20, kid_subsets=10, bootstrap=50, seed=0)
+    recs = feature_distance_metrics(FeatureSet(gen), FeatureSet(ref, mu, sigma), family="domain", extractor="domain",
+                                    options=options)
     for r in recs:
         assert r["ci_method"] == CI_RECENTRED
         assert r["ci95"][0] <= r["value"] <= r["ci95"][1]

@@ -67,53 +67,59 @@ class ADNI(RealDataset):
             return []
         entries = []
         for where, row in csv_rows(rows, self.csv_name):
-            subject, viscode = row[col["subject"]], row[col["viscode"]]
-            if not subject:
-                problems.append(f"{where}: empty {col['subject']}; fill it in or remove the row")
-                continue
-            m = re.fullmatch(r"bl|m(\d+)", viscode)
-            if m is None:
-                problems.append(f"{where}: unknown VISCODE {viscode!r} (want bl or mNN); fix it or remove the row")
-                continue
-            months = int(m.group(1) or 0)
-            if "image" in col and row[col["image"]]:
-                path = inside(self.root, row[col["image"]], where, problems)
-                if path is None:
-                    continue
-                if not path.is_file():
-                    problems.append(f"{where}: image {row[col['image']]} not found; fix the path or remove the row")
-                    continue
-            else:
-                base = self.root / "images" / subject / viscode
-                path = next((p for p in (base.with_name(viscode + ".nii.gz"), base.with_name(viscode + ".nii"))
-                             if p.is_file()), None)
-                if path is None:
-                    skipped["rows without an image file"] += 1
-                    continue
-            dx = row.get(col.get("dx", ""), "") or (row.get(col.get("dx_bl", ""), "") if months == 0 else "")
-            if not dx:
-                skipped["imaged rows without a diagnosis"] += 1
-                continue
-            if dx not in DX_MAP:
-                problems.append(f"{where}: unknown diagnosis {dx!r} (valid: {', '.join(DX_MAP)}); fix the value")
-                continue
-            sex = SEX_MAP.get(row[col["sex"]])
-            if sex is None:
-                problems.append(f"{where}: unknown PTGENDER {row[col['sex']]!r} (valid: Male, Female); fix the value")
-                continue
-            age = parse_float(row[col["age"]], where, "AGE", problems)
-            if age is None:
-                continue
-            if "years_bl" in col and row[col["years_bl"]]:
-                years = parse_float(row[col["years_bl"]], where, "Years_bl", problems)
-                if years is None:
-                    continue
-            else:
-                years = months / 12.0
-            entries.append(Entry(where, path, subject, (months,),
-                                 {"age": round(age + years, 1), "diagnosis": DX_MAP[dx], "sex": sex,
-                                  "viscode": viscode}))
+            entry = self._entry(where, row, col, problems, skipped)
+            if entry is not None:
+                entries.append(entry)
         return entries
+
+    def _entry(self, where: str, row: dict, col: dict, problems: list[str], skipped: Counter) -> Entry | None:
+        """One ADNIMERGE row as an Entry, or None (the reason added to `problems` or counted in `skipped`)."""
+        subject, viscode = row[col["subject"]], row[col["viscode"]]
+        if not subject:
+            problems.append(f"{where}: empty {col['subject']}; fill it in or remove the row")
+            return None
+        m = re.fullmatch(r"bl|m(\d+)", viscode)
+        if m is None:
+            problems.append(f"{where}: unknown VISCODE {viscode!r} (want bl or mNN); fix it or remove the row")
+            return None
+        months = int(m.group(1) or 0)
+        if "image" in col and row[col["image"]]:
+            path = inside(self.root, row[col["image"]], where, problems)
+            if path is None:
+                return None
+            if not path.is_file():
+                problems.append(f"{where}: image {row[col['image']]} not found; fix the path or remove the row")
+                return None
+        else:
+            base = self.root / "images" / subject / viscode
+            path = next((p for p in (base.with_name(viscode + ".nii.gz"), base.with_name(viscode + ".nii"))
+                         if p.is_file()), None)
+            if path is None:
+                skipped["rows without an image file"] += 1
+                return None
+        dx = row.get(col.get("dx", ""), "") or (row.get(col.get("dx_bl", ""), "") if months == 0 else "")
+        if not dx:
+            skipped["imaged rows without a diagnosis"] += 1
+            return None
+        if dx not in DX_MAP:
+            problems.append(f"{where}: unknown diagnosis {dx!r} (valid: {', '.join(DX_MAP)}); fix the value")
+            return None
+        sex = SEX_MAP.get(row[col["sex"]])
+        if sex is None:
+            problems.append(f"{where}: unknown PTGENDER {row[col['sex']]!r} (valid: Male, Female); fix the value")
+            return None
+        age = parse_float(row[col["age"]], where, "AGE", problems)
+        if age is None:
+            return None
+        if "years_bl" in col and row[col["years_bl"]]:
+            years = parse_float(row[col["years_bl"]], where, "Years_bl", problems)
+            if years is None:
+                return None
+        else:
+            years = months / 12.0
+        return Entry(where, path, subject, (months,),
+                     {"age": round(age + years, 1), "diagnosis": DX_MAP[dx], "sex": sex,
+                      "viscode": viscode})
 
     def caption(self, row: dict) -> str:
         return brain_caption(row, self.name)

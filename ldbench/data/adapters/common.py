@@ -25,7 +25,7 @@ import numpy as np
 
 from ldbench.data.base import SPLITS, ImageTable, PreparedDataset
 from ldbench.data.pairs import longitudinal_pairs
-from ldbench.data.preprocess import Pipeline
+from ldbench.data.preprocess import KINDS, Pipeline
 from ldbench.data.readers import IMAGE_SUFFIXES, ImageError, check_workers, ordered_map, read_image
 from ldbench.data.splits import check_fractions, subject_splits
 from ldbench.errors import UserError
@@ -182,8 +182,14 @@ class RealDataset:
     pipeline_defaults: dict = {}
 
     def __init__(self, root: str | Path | None = None, image_size: int = 64, seed: int = 0,
-                 split_fractions: Sequence[float] = (0.7, 0.1, 0.2), orientation=None, slice=None,
-                 channels=None, intensity=None, resize=None, workers: int | None = None) -> None:
+                 split_fractions: Sequence[float] = (0.7, 0.1, 0.2), workers: int | None = None,
+                 **policies) -> None:
+        # policies: orientation / slice / channels / intensity / resize (preprocess.KINDS), each a name or
+        # {name: ..., params}; any other name is refused as an unknown keyword is, for the callers that
+        # report a dataset's bad options from the TypeError
+        unknown = [k for k in policies if k not in KINDS]
+        if unknown:
+            raise TypeError(f"{RealDataset.__init__.__qualname__}() got an unexpected keyword argument {unknown[0]!r}")
         if root is None or str(root) == "":
             raise UserError(f"{self.name}: needs options.root (the dataset directory): {self.needs}")
         if not is_int(image_size) or not 16 <= image_size <= 1024:
@@ -197,9 +203,7 @@ class RealDataset:
         self.image_size = int(image_size)
         self.seed = int(seed)
         self.split_fractions = check_fractions(split_fractions, f"{self.name}: split_fractions")
-        given = {"orientation": orientation, "slice": slice, "channels": channels, "intensity": intensity,
-                 "resize": resize}
-        chosen = {k: v for k, v in {**self.pipeline_defaults, **{k: v for k, v in given.items() if v is not None}}.items()}
+        chosen = {**self.pipeline_defaults, **{k: v for k, v in policies.items() if v is not None}}
         self.pipeline = Pipeline.build(**chosen)
 
     # --- for subclasses -----------------------------------------------------------------------------

@@ -84,49 +84,55 @@ class OASIS3(RealDataset):
             return []
         entries = []
         for where, row in csv_rows(rows, self.csv_name):
-            subject = row[col["subject"]]
-            if not subject:
-                problems.append(f"{where}: empty {col['subject']}; fill it in or remove the row")
-                continue
-            if "days" in col and row[col["days"]]:
-                days_f = parse_float(row[col["days"]], where, col["days"], problems)
-                if days_f is None:
-                    continue
-                days = int(days_f)
-            else:
-                m = re.search(r"_d(\d+)$", row.get(col.get("label", ""), ""))
-                if m is None:
-                    problems.append(f"{where}: no days_to_visit and no _dNNNN session label; fill one in")
-                    continue
-                days = int(m.group(1))
-            if "image" in col and row[col["image"]]:
-                path = inside(self.root, row[col["image"]], where, problems)
-                if path is None:
-                    continue
-            else:
-                stem = self.root / "images" / subject / f"{subject}_MR_d{days:04d}"
-                path = next((p for p in (stem.with_name(stem.name + ".nii.gz"), stem.with_name(stem.name + ".nii"))
-                             if p.is_file()), stem.with_name(stem.name + ".nii.gz"))
-            if not path.is_file():
-                problems.append(f"{where}: image {self._rel(path)} not found; add the volume or remove the row")
-                continue
-            diagnosis = self._diagnosis(row[col["dx"]], where, col["dx"], problems)
-            sex = SEX_MAP.get(row[col["sex"]])
-            if sex is None:
-                problems.append(f"{where}: unknown {col['sex']} {row[col['sex']]!r} (valid: 1/2, M/F); fix the value")
-                continue
-            if diagnosis is None:
-                continue
-            if "age_visit" in col and row[col["age_visit"]]:
-                age = parse_float(row[col["age_visit"]], where, col["age_visit"], problems)
-            else:
-                entry_age = parse_float(row.get(col.get("age_entry", ""), ""), where, "ageAtEntry", problems)
-                age = None if entry_age is None else entry_age + days / 365.25
-            if age is None:
-                continue
-            entries.append(Entry(where, path, subject, (days,),
-                                 {"age": round(age, 1), "diagnosis": diagnosis, "sex": sex, "days": days}))
+            entry = self._entry(where, row, col, problems)
+            if entry is not None:
+                entries.append(entry)
         return entries
+
+    def _entry(self, where: str, row: dict, col: dict, problems: list[str]) -> Entry | None:
+        """One clinical-table row as an Entry, or None (the reason added to `problems`)."""
+        subject = row[col["subject"]]
+        if not subject:
+            problems.append(f"{where}: empty {col['subject']}; fill it in or remove the row")
+            return None
+        if "days" in col and row[col["days"]]:
+            days_f = parse_float(row[col["days"]], where, col["days"], problems)
+            if days_f is None:
+                return None
+            days = int(days_f)
+        else:
+            m = re.search(r"_d(\d+)$", row.get(col.get("label", ""), ""))
+            if m is None:
+                problems.append(f"{where}: no days_to_visit and no _dNNNN session label; fill one in")
+                return None
+            days = int(m.group(1))
+        if "image" in col and row[col["image"]]:
+            path = inside(self.root, row[col["image"]], where, problems)
+            if path is None:
+                return None
+        else:
+            stem = self.root / "images" / subject / f"{subject}_MR_d{days:04d}"
+            path = next((p for p in (stem.with_name(stem.name + ".nii.gz"), stem.with_name(stem.name + ".nii"))
+                         if p.is_file()), stem.with_name(stem.name + ".nii.gz"))
+        if not path.is_file():
+            problems.append(f"{where}: image {self._rel(path)} not found; add the volume or remove the row")
+            return None
+        diagnosis = self._diagnosis(row[col["dx"]], where, col["dx"], problems)
+        sex = SEX_MAP.get(row[col["sex"]])
+        if sex is None:
+            problems.append(f"{where}: unknown {col['sex']} {row[col['sex']]!r} (valid: 1/2, M/F); fix the value")
+            return None
+        if diagnosis is None:
+            return None
+        if "age_visit" in col and row[col["age_visit"]]:
+            age = parse_float(row[col["age_visit"]], where, col["age_visit"], problems)
+        else:
+            entry_age = parse_float(row.get(col.get("age_entry", ""), ""), where, "ageAtEntry", problems)
+            age = None if entry_age is None else entry_age + days / 365.25
+        if age is None:
+            return None
+        return Entry(where, path, subject, (days,),
+                     {"age": round(age, 1), "diagnosis": diagnosis, "sex": sex, "days": days})
 
     def _diagnosis(self, value: str, where: str, column: str, problems: list[str]) -> str | None:
         if self.diagnosis_from == "cdr":

@@ -81,7 +81,9 @@ def _sig(f: np.ndarray, eps: float) -> np.ndarray:
     return 0.5 * (1.0 - np.tanh(f / (2.0 * eps)))
 
 
-def _ellipse(x, y, cx, cy, rx, ry, angle=0.0, power=2.0):
+def _ellipse(x, y, centre: tuple[float, float], radii: tuple[float, float], angle=0.0, power=2.0):
+    """Approximately the signed distance to a rotated superellipse of `radii` (rx, ry) around `centre`."""
+    (cx, cy), (rx, ry) = centre, radii
     c, s = math.cos(angle), math.sin(angle)
     u, v = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c
     r = (np.abs(u / rx) ** power + np.abs(v / ry) ** power) ** (1.0 / power)
@@ -169,9 +171,17 @@ def _visit(seed: int, index: int, visit: int, size: int, p: _Patient) -> _Visit:
     return _Visit(angle, shift, noise, effusion, consolidation)
 
 
-def render(p: _Patient, v: _Visit, ctr: float, size: int) -> np.ndarray:
-    """(S, S) float32 radiograph of patient p at visit v with cardiothoracic ratio ctr."""
-    eps = 1.1 / size
+@dataclass(frozen=True)
+class _Frame:
+    """The patient-and-visit coordinates of every pixel (x, y, |x|) and the edge softness eps."""
+
+    x: np.ndarray
+    y: np.ndarray
+    ax: np.ndarray
+    eps: float
+
+
+def _frame(p: _Patient, v: _Visit, size: int) -> _Frame:
     u = (np.arange(size) + 0.5) / size * 2.0 - 1.0
     yy, xx = np.meshgrid(u, u, indexing="ij")
     ang = p.angle + v.angle
@@ -179,63 +189,67 @@ def render(p: _Patient, v: _Visit, ctr: float, size: int) -> np.ndarray:
     x0, y0 = xx - p.shift[0] - v.shift[0], yy - p.shift[1] - v.shift[1]
     x = (c * x0 + s * y0) / p.scale
     y = (-s * x0 + c * y0) / p.scale
-    ax = np.abs(x)
+    return _Frame(x, y, np.abs(x), 1.1 / size)
 
-    # body and soft tissue
+
+def _body(f: _Frame, p: _Patient) -> tuple[np.ndarray, np.ndarray]:
+    """The torso (cut by neck and shoulders) and its soft-tissue attenuation."""
+    x, y, ax, eps = f.x, f.y, f.ax, f.eps
     bw = 0.86 * p.body_w
     shoulder = -0.90 + 0.35 * (np.clip(ax - 0.18, 0.0, None) / 0.66) ** 2
     neck = _sig(ax - 0.18, eps)
-    body = _sig(_ellipse(x, y, 0.0, 0.12, bw, 1.25, power=4.0), eps) * np.maximum(_sig(shoulder - y, eps), neck)
+    body = _sig(_ellipse(x, y, (0.0, 0.12), (bw, 1.25), power=4.0), eps) * np.maximum(_sig(shoulder - y, eps), neck)
     thick = np.sqrt(np.clip(1.0 - (x / (bw + 0.05)) ** 2, 0.0, 1.0))
-    att = body * (0.55 + 0.45 * thick)
+    return body, body * (0.55 + 0.45 * thick)
 
-    # lungs: ellipses cut by the diaphragm domes and the mediastinum
+
+def _lungs(f: _Frame, p: _Patient) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both lungs: ellipses cut by the diaphragm domes and the mediastinum; and the two domes."""
+    x, y, ax, eps = f.x, f.y, f.ax, f.eps
     lw, lh = 0.31 * p.lung_w, 0.75 * p.lung_h
     dome_r = 0.36 + p.dome + 1.2 * (x + 0.33) ** 2
     dome_l = 0.41 + p.dome + 1.2 * (x - 0.33) ** 2
-    lung_r = _sig(_ellipse(x, y, -0.37 * p.lung_w, 0.05, lw, lh), eps) * _sig(y - dome_r, eps)
-    lung_l = _sig(_ellipse(x, y, 0.37 * p.lung_w, 0.07, lw, lh), eps) * _sig(y - dome_l, eps)
+    lung_r = _sig(_ellipse(x, y, (-0.37 * p.lung_w, 0.05), (lw, lh)), eps) * _sig(y - dome_r, eps)
+    lung_l = _sig(_ellipse(x, y, (0.37 * p.lung_w, 0.07), (lw, lh)), eps) * _sig(y - dome_l, eps)
     medi = 0.09 + 0.06 * np.clip(-y - 0.2, 0.0, 1.0)
-    lungs = (lung_r + lung_l) * _sig(medi - ax, eps)
+    return (lung_r + lung_l) * _sig(medi - ax, eps), dome_r, dome_l
 
-    # heart (displaces lung air) and aortic knob
+
+def _heart_and_knob(f: _Frame, ctr: float) -> tuple[np.ndarray, np.ndarray]:
+    """The heart, whose width over the thoracic width is `ctr`, and the aortic knob."""
     rx = ctr * _THORAX_HALF
     tilt, aspect = -0.45, 1.35  # long axis from upper right (patient) to the apex, lower left
     b = rx / math.sqrt((aspect * math.cos(tilt)) ** 2 + math.sin(tilt) ** 2)  # horizontal half-extent = rx
     heart_cx = 0.10 + 0.45 * (rx - 0.30)
     heart_cy = 0.30 + 0.2 * (rx - 0.30)
-    heart = _sig(_ellipse(x, y, heart_cx, heart_cy, aspect * b, b, angle=tilt), eps)
-    knob = _sig(_ellipse(x, y, 0.11, -0.30, 0.075, 0.07), eps)
-    air = lungs * (1.0 - heart) * (1.0 - knob)
+    heart = _sig(_ellipse(f.x, f.y, (heart_cx, heart_cy), (aspect * b, b), angle=tilt), f.eps)
+    knob = _sig(_ellipse(f.x, f.y, (0.11, -0.30), (0.075, 0.07)), f.eps)
+    return heart, knob
 
-    # pleural effusion: fluid at the lung base with a meniscus rising laterally
-    if v.effusion > 0:
-        for side, dome, cx in ((-1, dome_r, -0.37), (1, dome_l, 0.37)):
-            if p.effusion_side in (side, 0):
-                lateral = np.clip((side * x - cx * side) / lw, -1.0, 1.0)
-                level = dome - v.effusion * (1.0 + 0.8 * np.clip(lateral, 0.0, 1.0) ** 2)
-                fluid = _sig(level - y, 2.5 * eps) * (side * x > 0)
-                air = air * (1.0 - fluid)
 
-    # consolidation: a patchy opacity partly replacing air
-    if v.consolidation is not None:
-        side, cy, r, blob = v.consolidation
-        d = np.sqrt((x - side * 0.38) ** 2 + (y - cy) ** 2) / r
-        patch = np.clip(1.2 - d ** 2 + 0.45 * blob, 0.0, 1.0) * (side * x > 0)
-        air = air * (1.0 - 0.75 * patch)
+def _effusion(f: _Frame, p: _Patient, v: _Visit, air: np.ndarray, domes: tuple) -> np.ndarray:
+    """`air` with pleural fluid at the lung base, its meniscus rising laterally."""
+    lw = 0.31 * p.lung_w
+    for side, dome, cx in ((-1, domes[0], -0.37), (1, domes[1], 0.37)):
+        if p.effusion_side in (side, 0):
+            lateral = np.clip((side * f.x - cx * side) / lw, -1.0, 1.0)
+            level = dome - v.effusion * (1.0 + 0.8 * np.clip(lateral, 0.0, 1.0) ** 2)
+            fluid = _sig(level - f.y, 2.5 * f.eps) * (side * f.x > 0)
+            air = air * (1.0 - fluid)
+    return air
 
-    # lung markings and hila
-    hilum = np.exp(-np.sqrt((ax - 0.17) ** 2 + (y + 0.02) ** 2) / 0.3)
-    markings = air * (0.02 + 0.05 * hilum) * p.texture
-    hila = _sig(_ellipse(ax, y, 0.16, 0.0, 0.07, 0.12), 2 * eps) * 0.12
-    att = att - 0.62 * air + markings + hila * lungs
 
-    # trachea (air) and gastric bubble
-    trachea = _sig(ax - 0.035, eps) * _sig(y + 0.35, eps) * body
-    bubble = _sig(_ellipse(x, y, 0.42, 0.60 + p.dome, 0.11, 0.065), eps)
-    att = att - 0.28 * trachea - 0.35 * bubble
+def _consolidation(f: _Frame, v: _Visit, air: np.ndarray) -> np.ndarray:
+    """`air` partly replaced by the visit's patchy opacity."""
+    side, cy, r, blob = v.consolidation
+    d = np.sqrt((f.x - side * 0.38) ** 2 + (f.y - cy) ** 2) / r
+    patch = np.clip(1.2 - d ** 2 + 0.45 * blob, 0.0, 1.0) * (side * f.x > 0)
+    return air * (1.0 - 0.75 * patch)
 
-    # bones: spine, ribs, clavicles
+
+def _bones(f: _Frame, p: _Patient, body: np.ndarray) -> np.ndarray:
+    """Spine (with disc spaces), posterior and anterior ribs, clavicles."""
+    x, y, ax, eps = f.x, f.y, f.ax, f.eps
     disc = 0.5 + 0.5 * np.cos(2 * math.pi * (y - p.rib_phase) / 0.09)
     spine = _sig(ax - 0.055, eps) * body
     bones = spine * (0.14 + 0.05 * (disc > 0.85))
@@ -251,14 +265,44 @@ def render(p: _Patient, v: _Visit, ctr: float, size: int) -> np.ndarray:
         bones = bones + 0.06 * _sig(_band(x, y, curve, 0.02), eps) * (ax > 0.22) * in_cage
     clav_t = np.clip((ax - 0.07) / 0.58, 0.0, 1.0)
     clav_y = -0.63 - 0.07 * clav_t + 0.025 * np.sin(math.pi * clav_t * 2.0)
-    bones = bones + 0.28 * _sig(_band(x, y, clav_y, 0.032), eps) * (ax > 0.06) * _sig(ax - 0.68, eps) * body
-    att = att + bones
+    return bones + 0.28 * _sig(_band(x, y, clav_y, 0.032), eps) * (ax > 0.06) * _sig(ax - 0.68, eps) * body
 
+
+def _with_breasts(f: _Frame, att: np.ndarray) -> np.ndarray:
+    """`att` plus the two breast shadows (sex F)."""
+    for side in (-1.0, 1.0):
+        g = _ellipse(f.x, f.y, (side * 0.47, 0.30), (0.36, 0.30))
+        depth = np.clip(-g / 0.3, 0.0, 1.0) ** 0.5 * (f.y > 0.1 + 0.0 * f.x)
+        att = att + 0.20 * depth * _sig(g, 1.5 * f.eps)
+    return att
+
+
+def render(p: _Patient, v: _Visit, ctr: float, size: int) -> np.ndarray:
+    """(S, S) float32 radiograph of patient p at visit v with cardiothoracic ratio ctr."""
+    f = _frame(p, v, size)
+    x, y, ax, eps = f.x, f.y, f.ax, f.eps
+    body, att = _body(f, p)
+    lungs, dome_r, dome_l = _lungs(f, p)
+    heart, knob = _heart_and_knob(f, ctr)  # the heart displaces lung air
+    air = lungs * (1.0 - heart) * (1.0 - knob)
+    if v.effusion > 0:
+        air = _effusion(f, p, v, air, (dome_r, dome_l))
+    if v.consolidation is not None:
+        air = _consolidation(f, v, air)
+
+    # lung markings and hila
+    hilum = np.exp(-np.sqrt((ax - 0.17) ** 2 + (y + 0.02) ** 2) / 0.3)
+    markings = air * (0.02 + 0.05 * hilum) * p.texture
+    hila = _sig(_ellipse(ax, y, (0.16, 0.0), (0.07, 0.12)), 2 * eps) * 0.12
+    att = att - 0.62 * air + markings + hila * lungs
+
+    # trachea (air) and gastric bubble
+    trachea = _sig(ax - 0.035, eps) * _sig(y + 0.35, eps) * body
+    bubble = _sig(_ellipse(x, y, (0.42, 0.60 + p.dome), (0.11, 0.065)), eps)
+    att = att - 0.28 * trachea - 0.35 * bubble
+    att = att + _bones(f, p, body)
     if p.sex == "F":  # breast shadows
-        for side in (-1.0, 1.0):
-            f = _ellipse(x, y, side * 0.47, 0.30, 0.36, 0.30)
-            depth = np.clip(-f / 0.3, 0.0, 1.0) ** 0.5 * (y > 0.1 + 0.0 * x)
-            att = att + 0.20 * depth * _sig(f, 1.5 * eps)
+        att = _with_breasts(f, att)
 
     image = 1.0 - np.exp(-p.exposure * np.clip(att, 0.0, None))
     image = image + p.noise * v.noise

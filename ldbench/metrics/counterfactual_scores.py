@@ -1,4 +1,5 @@
-"""Counterfactual-edit metrics on grayscale images (N, H, W) in [0, 1] and on their latents.
+"""The pure math of the counterfactual-edit metrics, on grayscale images (N, H, W) in [0, 1] and on their
+latents (the stages that run it over a suite's outputs are in ldbench.runner.counterfactual).
 
 - `image_similarity`: per-item SSIM, PSNR and L1 between an image and its edit (how much changed).
 - `counterfactual_latent_divergence`: CLD, the minimality metric of Melistas, Spyrou et al. 2024
@@ -177,6 +178,26 @@ def counterfactual_latent_divergence(
     Returns cld, p1, p2 (per item, NaN where an attribute group is empty), valid (bool per item),
     mean (over valid items; the reference code also skips those items), n_skipped and weights.
     """
+    zf, zc, zr, fa, ca, ra = _cld_inputs(z_factual, z_counterfactual, z_reference, factual_attr,
+                                         counterfactual_attr, reference_attr)
+    p1, p2, valid = _cld_shares(zf, zc, zr, fa, ca, ra)
+    w1, w2 = CLD_WEIGHTS
+    cld = np.log(w1 * np.exp(p1) + w2 * np.exp(p2))
+    return {
+        "cld": cld,
+        "p1": p1,
+        "p2": p2,
+        "valid": valid,
+        "mean": float(np.mean(cld[valid])),
+        "n_skipped": int(len(zf) - valid.sum()),
+        "weights": CLD_WEIGHTS,
+    }
+
+
+def _cld_inputs(z_factual: np.ndarray, z_counterfactual: np.ndarray, z_reference: np.ndarray,
+                factual_attr: np.ndarray, counterfactual_attr: np.ndarray, reference_attr: np.ndarray) -> tuple:
+    """The CLD inputs checked: latents 2-D, finite and of one dimension (factual and counterfactual of
+    one shape), at least one factual and one reference item, one attribute per latent."""
     zf = _as_latents(z_factual, "factual latents")
     zc = _as_latents(z_counterfactual, "counterfactual latents")
     zr = _as_latents(z_reference, "reference latents")
@@ -192,7 +213,13 @@ def counterfactual_latent_divergence(
     fa = _as_attr(factual_attr, n, "factual attributes")
     ca = _as_attr(counterfactual_attr, n, "counterfactual attributes")
     ra = _as_attr(reference_attr, len(zr), "reference attributes")
+    return zf, zc, zr, fa, ca, ra
 
+
+def _cld_shares(zf: np.ndarray, zc: np.ndarray, zr: np.ndarray, fa: np.ndarray, ca: np.ndarray,
+                ra: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """p1, p2 (NaN where an attribute group is empty) and the items where both groups are not, of
+    counterfactual_latent_divergence's docstring."""
     div = np.abs(zc - zf).mean(axis=1)
     dist = _mean_l1_to_rows(zf, zr)  # (n, m): d(f_i, r_j)
     same_f = fa[:, None] == ra[None, :]
@@ -208,17 +235,7 @@ def counterfactual_latent_divergence(
     with np.errstate(invalid="ignore", divide="ignore"):
         p1 = np.where(valid, (same_cf & (dist <= div[:, None])).sum(axis=1) / n_cf, np.nan)
         p2 = np.where(valid, (same_f & (dist >= div[:, None])).sum(axis=1) / n_f, np.nan)
-    w1, w2 = CLD_WEIGHTS
-    cld = np.log(w1 * np.exp(p1) + w2 * np.exp(p2))
-    return {
-        "cld": cld,
-        "p1": p1,
-        "p2": p2,
-        "valid": valid,
-        "mean": float(np.mean(cld[valid])),
-        "n_skipped": int(n - valid.sum()),
-        "weights": CLD_WEIGHTS,
-    }
+    return p1, p2, valid
 
 
 # --- LPIPS -----------------------------------------------------------------------------------------
