@@ -21,7 +21,7 @@ from ldbench.runner.outputs import (
     RunOutputs,
     write_outputs,
 )
-from ldbench.runner.pipeline import RunFacts
+from ldbench.runner.pipeline import RunFacts, base_node
 from ldbench.runner.provenance import base_model_notes, environment, new_run_id
 from ldbench.store import Artifact, Store
 from ldbench.suite_checks import check_table_for_suite
@@ -174,9 +174,8 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, planned: Suite, ex
     mark_validation(records, {e.name: e.fingerprint for e in extractors.values()})
     evidence = [out.evidence for out in outputs]
     effects = ld_effects(evidence, suite.evaluation) if suite.evaluation.significance else []
-    shared_art = {n.stage: rt.results[n] for n in full.shared if n.stage in ("base-model",)}
     latents = {n["dataset"]: rt.results[n] for n in full.shared if n.stage == "latents"}
-    write_outputs(suite, opts, RunOutputs(records, effects, shared_art["base-model"], latents,
+    write_outputs(suite, opts, RunOutputs(records, effects, rt.results[base_node(planned)], latents,
                                           [out.generated for out in outputs], shared.env, _roc(evidence)), log)
     return records
 
