@@ -185,7 +185,7 @@ def axiom_metrics(editor, options, dataset, test: ImageTable, generated: dict, p
     """Composition (L1 to the source after 1 and after `null_edits` null edits: the target is the source's
     own attributes) and reversibility (L1 to the source after editing to the target and back), on the
     first `axiom_items` outputs. An ideal editor scores 0 on both."""
-    from ldbench.generate import run_edits
+    from ldbench.generate import EditRequest, EditSettings, run_edits
     from ldbench.metrics.counterfactual import null_edit_drift, reversibility
 
     n = min(evaluation.axiom_items, len(generated["images"]))
@@ -195,11 +195,13 @@ def axiom_metrics(editor, options, dataset, test: ImageTable, generated: dict, p
     x = test.images[idx]
     chain, current = [], x
     for k in range(1, evaluation.null_edits + 1):
-        current, _, _ = run_edits(editor, parts, dataset, current, source_rows, source_rows, sample_drift, options,
-                                  seed + k, quiet=quiet, desc=f"null edit {k}/{evaluation.null_edits}")
+        current, _, _ = run_edits(editor, parts, dataset, EditRequest(current, source_rows, source_rows),
+                                  EditSettings(sample_drift, options, seed + k), quiet=quiet,
+                                  desc=f"null edit {k}/{evaluation.null_edits}")
         chain.append(current)
-    back, _, _ = run_edits(editor, parts, dataset, generated["images"][:n], target_rows, source_rows, sample_drift,
-                           options, seed + evaluation.null_edits + 1, quiet=quiet, desc="edit back")
+    back, _, _ = run_edits(editor, parts, dataset, EditRequest(generated["images"][:n], target_rows, source_rows),
+                           EditSettings(sample_drift, options, seed + evaluation.null_edits + 1), quiet=quiet,
+                           desc="edit back")
     out = {f"composition_l1:{k}": v for k, v in null_edit_drift(x, chain).items() if k in (1, evaluation.null_edits)}
     out["reversibility_l1"] = reversibility(x, back)
     return out

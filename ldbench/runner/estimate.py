@@ -154,9 +154,9 @@ def _pretrain_seconds(spec: Component, costs: Costs) -> float:
 
 
 def _finetune_seconds(method: Component, costs: Costs) -> float:
-    from ldbench.methods import MethodOptions
+    from ldbench.methods import method_options
 
-    opts = build_options(MethodOptions, method.options, f"method {method.name}")
+    opts = method_options(method)
     samples = opts.batch_size * opts.gradient_accumulation_steps  # samples per optimizer step
     extra, prior_factor = 0.0, 1
     if method.name == "dreambooth":

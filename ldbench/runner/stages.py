@@ -18,18 +18,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ldbench import __version__
-from ldbench.config import Component, Evaluation, build_options
+from ldbench.config import Component, Evaluation
 from ldbench.data import ImageTable, create_dataset
 from ldbench.data.base import Dataset
 from ldbench.device import inference_precision
-from ldbench.drift import NO_DRIFT, Drift
+from ldbench.drift import Drift
 from ldbench.errors import UserError
-from ldbench.generate import EDITORS, EditorOptions, generate
+from ldbench.generate import EDITORS, EditSettings, SamplingOptions, generate
 from ldbench.hashing import sha256_file
-from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData
+from ldbench.methods import METHODS, TrainingOptions, method_options
 from ldbench.models import load_components
 from ldbench.models.base_models import BASE_MODELS, external_model_artifact  # noqa: F401 - re-exported
+from ldbench.models.training import TrainData
 from ldbench.paths import REFERENCE_STATS_DIR
 from ldbench.runner.checkpoints import checkpoint_file
 from ldbench.store import Artifact, Store
@@ -122,9 +122,7 @@ def load_base(ctx: Context, base: Artifact) -> dict:
 
 def training_drift(drift: Drift) -> Drift:
     """The part of a drift that changes training. Cells that differ only in sampling share a model."""
-    if drift.is_zero or drift.train == "none":
-        return NO_DRIFT
-    return Drift(drift.delta, train=drift.train, sample="none")
+    return drift.for_training()
 
 
 # Method options whose default means "train exactly as before the option existed" stay out of the cache key
@@ -135,7 +133,7 @@ _NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1, 
 def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, method_spec: Component,
                    drift: Drift, seed: int) -> Artifact:
     method = METHODS.get(method_spec.name)
-    options = build_options(MethodOptions, method_spec.options, f"method {method_spec.name}")
+    options = method_options(method_spec)
     train_drift = training_drift(drift)
     checkpoint = checkpoint_file(method.name, options.checkpoint, drift)
     if checkpoint is not None:
@@ -167,7 +165,7 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
     return ctx.store.get_or_build("finetune", STAGE_VERSIONS["finetune"], config, [data_art, base], build)
 
 
-def loaded_checkpoint_stage(ctx: Context, base: Artifact, method, options: MethodOptions, path: Path) -> Artifact:
+def loaded_checkpoint_stage(ctx: Context, base: Artifact, method, options: TrainingOptions, path: Path) -> Artifact:
     """A model trained elsewhere: its tensors, checked to load into this base model, keyed by their SHA-256
     (the same file gives the same artifact whatever the path or drift)."""
     digest = sha256_file(path)
@@ -201,13 +199,11 @@ def load_finetuned(ctx: Context, base: Artifact, ft: Artifact, method_name: str)
 
 
 def sampling_drift(drift: Drift) -> Drift:
-    if drift.is_zero or drift.sample == "none":
-        return NO_DRIFT
-    return Drift(drift.delta, train="none", sample=drift.sample)
+    return drift.for_sampling()
 
 
-def editor_options(editor_spec: Component) -> EditorOptions:
-    return build_options(EditorOptions, editor_spec.options, f"editor {editor_spec.name}")
+def editor_options(editor_spec: Component) -> SamplingOptions:
+    return EDITORS.options(editor_spec.name, editor_spec.options)
 
 
 def editor_model_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, ft: Artifact,
@@ -260,7 +256,7 @@ def generate_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
         table = load_table(data_art).split(split)
         plan = editor.plan(dataset, table, bool(data_art.meta.get("has_counterfactuals")))
         with inference_precision(ctx.device, ctx.precision):
-            out = generate(editor, parts, dataset, table, plan, sample_drift, options, seed, ctx.quiet)
+            out = generate(editor, parts, dataset, table, plan, EditSettings(sample_drift, options, seed), ctx.quiet)
         np.savez(tmp / "generated.npz", images=out.images.astype(np.float32), latents=out.latents.astype(np.float32),
                  source_index=plan.source_index, truth_index=plan.truth_index)
         (tmp / "prompts.json").write_text(json.dumps(list(out.prompts)))
@@ -297,7 +293,7 @@ def truth_images(data_art: Artifact, gen: Artifact, split: str = "test") -> np.n
 
 def latents_stage(ctx: Context, data_art: Artifact, base: Artifact, split: str = "test") -> Artifact:
     def build(tmp: Path) -> dict:
-        from ldbench.generate.sampling import encode_images
+        from ldbench.models.sampling import encode_images
 
         parts = load_base(ctx, base)
         images = load_table(data_art).split(split).images
