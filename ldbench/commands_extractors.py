@@ -129,7 +129,10 @@ def extractors_validate(args) -> int:
                                 ValidationOptions(seed=args.seed, dataset=args.dataset))
     result["contamination_dataset"] = f"{other_name} (test split)"
     result["splits"] = {"reference": "test", "heldout": "val", "heldout_images": held_source}
-    paths = write_validation(result, args.out or Path.cwd() / "reports" / f"validate-{args.extractor}-{args.dataset}")
+    from ldbench.report.plots import validation_figure_png
+
+    paths = write_validation(result, args.out or Path.cwd() / "reports" / f"validate-{args.extractor}-{args.dataset}",
+                             validation_figure_png(result))
     from rich.markup import escape
 
     table = Table("disturbance", *[f"level {i + 1}" for i in range(4)], "passed",

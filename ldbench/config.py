@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ldbench.errors import UserError
 from ldbench.paths import SUITES_DIR
+from ldbench.registry import build_options  # noqa: F401 - re-exported: the stages build options through it
+from ldbench.registry import reject_unknown as _reject_unknown
 from ldbench.yamlload import load_yaml_file, load_yaml_text
 
 if TYPE_CHECKING:  # imported where needed: ldbench.drift imports torch, and bad input should fail fast
@@ -232,13 +234,6 @@ def _component(value: Any, where: str) -> Component:
     raise UserError(f"{where}: expected a name or {{name, options}}, got {value!r}")
 
 
-def _reject_unknown(d: dict, valid: set[str], where: str) -> None:
-    unknown = set(d) - valid
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                        f"valid: {', '.join(sorted(valid))}")
-
-
 def _list(data: dict, key: str, source: str) -> list:
     value = data.get(key) or []
     if not isinstance(value, list):
@@ -367,12 +362,3 @@ def _validate_names(suite: Suite, src: str) -> None:
     for name in suite.evaluation.extractors:
         EXTRACTORS.get(name)
 
-
-def build_options(cls, options: dict, where: str):
-    """Instantiate an options dataclass, rejecting unknown keys with the valid ones listed."""
-    valid = {f.name for f in dataclasses.fields(cls)}
-    _reject_unknown(options, valid, where)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise UserError(f"{where}: {exc}") from None

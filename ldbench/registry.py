@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ldbench.errors import UserError
 
 T = TypeVar("T")
 
 
+def reject_unknown(d: dict, valid: set[str], where: str) -> None:
+    unknown = set(d) - valid
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                        f"valid: {', '.join(sorted(valid))}")
+
+
+def build_options(cls, options: dict, where: str):
+    """Instantiate an options dataclass, rejecting unknown keys with the valid ones listed."""
+    if not isinstance(options, dict):
+        raise UserError(f"{where}: options must be a mapping, got {options!r}")
+    reject_unknown(options, {f.name for f in dataclasses.fields(cls)}, where)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
 class Registry(Generic[T]):
-    """Name -> component. Unknown names raise a UserError listing the valid ones."""
+    """Name -> component. Unknown names raise a UserError listing the valid ones.
+
+    A component with an `options_class` (a frozen dataclass of its own options: methods, editors) has its
+    options built and checked by `options(name, mapping)`.
+    """
 
     def __init__(self, axis: str) -> None:
         self.axis = axis
@@ -39,6 +62,11 @@ class Registry(Generic[T]):
             raise UserError(
                 f"unknown {self.axis} {name!r}; valid: {', '.join(sorted(self._items))}.{hint}"
             ) from None
+
+    def options(self, name: str, mapping: dict) -> Any:
+        """Component `name`'s options_class built from `mapping`: an unknown key is a UserError naming the
+        key, the component and its valid keys; a bad value is the dataclass's own UserError."""
+        return build_options(self.get(name).options_class, mapping, f"{self.axis} {name}")
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -68,16 +68,14 @@ def _prefixed(build, where: str) -> Any:
 
 def check_components(suite: Suite, src: str) -> None:
     """Every component's options, built as the stages will build them (no data read, no model loaded)."""
-    from ldbench.config import build_options
-    from ldbench.generate import EditorOptions
-    from ldbench.methods import MethodOptions
+    from ldbench.generate import editor_options
+    from ldbench.methods import method_options
 
+    # each with its own component's options class: a key another method or editor has is refused too
     for i, c in enumerate(suite.methods):
-        where = f"{src}: methods[{i}] ({c.name})"
-        _prefixed(lambda c=c, where=where: build_options(MethodOptions, c.options, where), where)
+        _prefixed(lambda c=c: method_options(c), f"{src}: methods[{i}] ({c.name})")
     for i, c in enumerate(suite.editors):
-        where = f"{src}: editors[{i}] ({c.name})"
-        _prefixed(lambda c=c, where=where: build_options(EditorOptions, c.options, where), where)
+        _prefixed(lambda c=c: editor_options(c), f"{src}: editors[{i}] ({c.name})")
     for i, c in enumerate(suite.datasets):
         _prefixed(lambda c=c: _dataset(c), f"{src}: datasets[{i}] ({c.name})")
     _prefixed(lambda: check_base_model(suite.base_model), f"{src}: base_model")

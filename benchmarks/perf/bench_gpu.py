@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_sampling  # noqa: E402
 import bench_train_step  # noqa: E402
 
-from ldbench.methods import METHODS, MethodOptions  # noqa: E402
-from ldbench.methods.loop import TrainData  # noqa: E402
+from ldbench.methods import METHODS  # noqa: E402
+from ldbench.models.training import TrainData  # noqa: E402
 
 
 def peak_memory_gb(device: torch.device) -> float | None:
@@ -54,9 +54,9 @@ def train_rows(base: dict, latent: int, args, device: torch.device) -> dict:
     g = torch.Generator().manual_seed(1)
     data = TrainData(torch.randn(16, 4, latent, latent, generator=g), torch.full((16, 4, latent, latent), 0.1),
                      tuple(bench_train_step.CAPTIONS[i % 2] for i in range(16)))
-    options = MethodOptions(batch_size=args.batch_size, mixed_precision=args.mixed_precision)
     rows = {}
     for name in args.methods:
+        options = METHODS.options(name, {"batch_size": args.batch_size, "mixed_precision": args.mixed_precision})
         parts, d, trainable, kwargs = bench_train_step.setup(name, base, data, options)  # a copy, on the CPU
         if args.gradient_checkpointing:
             parts["unet"].enable_gradient_checkpointing()

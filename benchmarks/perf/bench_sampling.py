@@ -1,4 +1,4 @@
-"""Time ldbench's sampling loop (ldbench.generate.sampling.text_to_latents) against diffusers'
+"""Time ldbench's sampling loop (ldbench.models.sampling.text_to_latents) against diffusers'
 StableDiffusionPipeline on the same model, scheduler, prompts and generator, and print the ratio per
 drift placement (target <= 1.02).
 
@@ -37,7 +37,7 @@ def drifts():
 def stock_pipeline(parts: dict):
     from diffusers import StableDiffusionPipeline
 
-    from ldbench.models import make_sampler
+    from ldbench.models.samplers import make_sampler
 
     pipe = StableDiffusionPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
                                    unet=parts["unet"], scheduler=make_sampler("ddim", parts["scheduler"]),
@@ -52,8 +52,8 @@ def sync(device: torch.device) -> None:
 
 
 def time_ldbench(parts: dict, drift, batch: int, steps: int, guidance: float) -> tuple[float, torch.Tensor]:
-    from ldbench.generate.sampling import text_to_latents
-    from ldbench.models import make_sampler
+    from ldbench.models.samplers import make_sampler
+    from ldbench.models.sampling import text_to_latents
 
     device = parts["unet"].device
     sync(device)

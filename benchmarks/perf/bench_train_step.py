@@ -1,4 +1,4 @@
-"""Time one training step of each method through ldbench's shared loop (ldbench.methods.loop) against a
+"""Time one training step of each method through ldbench's shared loop (ldbench.models.training) against a
 bare diffusers training step on the same tiny model, trainable set and batch (the steps of diffusers'
 example training scripts: add_noise, text encoder if it trains, UNet forward, MSE, backward, AdamW
 step), and print the ratio per method (target <= 1.05).
@@ -24,19 +24,19 @@ import torch
 import torch.nn.functional as F
 
 from ldbench.drift import Drift
-from ldbench.methods import METHODS, MethodOptions
+from ldbench.methods import METHODS, TrainingOptions
 from ldbench.methods.custom_diffusion import cross_attention_kv
-from ldbench.methods.loop import TrainData, tokenize, train_denoiser
 from ldbench.methods.lora import lora_config
-from ldbench.methods.tokens import KeepOtherRows, add_token, prefix_prompt
+from ldbench.models.text import KeepOtherRows, add_token, prefix_prompt, tokenize
 from ldbench.models.tiny import build_components
+from ldbench.models.training import TrainConfig, TrainData, train_denoiser
 
 TARGET = 1.05
 CAPTIONS = ("brain mri, 70 year old, cognitively normal", "brain mri, 72 year old, alzheimer's disease")
 DRIFT = Drift(0.1, train="noise", sample="none")
 
 
-def setup(name: str, base: dict, data: TrainData, options: MethodOptions):
+def setup(name: str, base: dict, data: TrainData, options: TrainingOptions):
     """(parts, data, trainable, loop kwargs) for `name`, as the method's own train() sets them up."""
     parts = copy.deepcopy(base)
     kwargs: dict = {}
@@ -71,8 +71,11 @@ def sync(module: torch.nn.Module) -> None:
 def time_ldbench(parts, data, trainable, kwargs, options, steps: int) -> float:
     sync(parts["unet"])
     start = time.perf_counter()
-    train_denoiser(parts, data, trainable, drift=DRIFT, steps=steps, batch_size=options.batch_size, lr=options.lr,
-                   seed=0, quiet=True, mixed_precision=options.mixed_precision, **kwargs)
+    after_step = kwargs.get("after_step")
+    config = TrainConfig(steps=steps, batch_size=options.batch_size, lr=options.lr, seed=0, quiet=True,
+                         mixed_precision=options.mixed_precision,
+                         **{k: v for k, v in kwargs.items() if k != "after_step"})
+    train_denoiser(parts, data, trainable, DRIFT, config, after_step=after_step)
     sync(parts["unet"])
     return (time.perf_counter() - start) / steps
 
@@ -135,10 +138,10 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     data = TrainData(torch.randn(64, 4, 16, 16, generator=g), torch.full((64, 4, 16, 16), 0.1),
                      tuple(CAPTIONS[i % 2] for i in range(64)))
-    options = MethodOptions(batch_size=args.batch_size)
     print(f"{'method':18s} {'ldbench ms/step':>16s} {'bare ms/step':>13s} {'ratio':>6s}  (target <= {TARGET})")
     worst = 0.0
     for name in args.methods:
+        options = METHODS.options(name, {"batch_size": args.batch_size})
         parts, d, trainable, kwargs = setup(name, base, data, options)
         time_ldbench(parts, d, trainable, kwargs, options, 2)  # warm-up (allocator, first-call paths)
         time_bare(parts, d, trainable, kwargs, options, 2)

@@ -99,6 +99,21 @@ class Drift:
         values = self.delta if isinstance(self.delta, tuple) else (self.delta,)
         return f"LD δ={','.join(f'{v:g}' for v in values)} ({self.train}/{self.sample})"
 
+    def for_training(self) -> Drift:
+        """The part of this drift that changes training: NO_DRIFT when δ = 0 or the train placement is
+        "none", else the same δ and train placement with sampling "none" (cells that differ only in
+        sampling share a model). The note is dropped: it changes no number."""
+        if self.is_zero or self.train == "none":
+            return NO_DRIFT
+        return Drift(self.delta, train=self.train, sample="none")
+
+    def for_sampling(self) -> Drift:
+        """The part of this drift that changes sampling: NO_DRIFT when δ = 0 or the sample placement is
+        "none", else the same δ and sample placement with training "none"."""
+        if self.is_zero or self.sample == "none":
+            return NO_DRIFT
+        return Drift(self.delta, train="none", sample=self.sample)
+
     def delta_like(self, latents: torch.Tensor) -> torch.Tensor:
         """δ broadcast over a (B, C, H, W) latent tensor (per-channel vectors along C)."""
         if isinstance(self.delta, tuple):

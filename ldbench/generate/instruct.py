@@ -15,23 +15,23 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.data.pairs import longitudinal_pairs
-from ldbench.drift import Drift, after_step, initial_latents, training_inputs
+from ldbench.drift import Drift, initial_latents, training_inputs
 from ldbench.errors import UserError
-from ldbench.generate import AGE_FORMATS, EDITORS, EditorOptions, EditPlan
-from ldbench.generate.sampling import _step_params, encode_prompts
-from ldbench.methods import prompt_for
-from ldbench.methods.loop import TrainData, tokenize
-from ldbench.models import make_sampler
-from ldbench.progress import progress_bar
+from ldbench.generate import EDITORS, EditBatch, EditPlan, SamplingOptions, check_numbers
+from ldbench.models.samplers import make_sampler
+from ldbench.models.sampling import denoise, encode_prompts
+from ldbench.models.text import prompt_for
+from ldbench.models.training import Batch, TrainConfig, TrainData, train_denoiser
 
+AGE_FORMATS = ("binned", "words", "number")
 KEY = "instruct_unet"
 BATCH_SIZE = 16
 # InstructPix2Pix's conditioning dropout (5% each: text only, image only, both), so one model learns
@@ -76,6 +76,32 @@ def age_prompt(dataset: Dataset, row: dict, age_format: str) -> str:
     return caption[: match.start()] + text + caption[match.end() :]
 
 
+@dataclass(frozen=True)
+class InstructOptions(SamplingOptions):
+    """SamplingOptions and:
+
+    image_guidance_scale guidance towards the source image (InstructPix2Pix's s_I).
+    instruct_steps       training steps of the image-conditioned UNet.
+    instruct_lr          its AdamW learning rate.
+    age_format           how the target age is written in the prompt, the three formats the Latent
+                         Drifting paper compares: "number" ("72 year old"), "binned" (5-year bins,
+                         "70-74 year old") or "words" ("seventy-two year old").
+    """
+
+    image_guidance_scale: float = 1.5
+    instruct_steps: int = 400
+    instruct_lr: float = 1e-4
+    age_format: str = "number"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.age_format not in AGE_FORMATS:
+            raise UserError(f"editor option age_format {self.age_format!r} is unknown; valid: {', '.join(AGE_FORMATS)}")
+        check_numbers(self, ints=(("instruct_steps", 0),), non_negative=("image_guidance_scale", "instruct_lr"))
+        if self.instruct_lr <= 0:
+            raise UserError(f"editor option instruct_lr must be > 0, got {self.instruct_lr!r}")
+
+
 def widen_unet(unet: torch.nn.Module) -> torch.nn.Module:
     """A copy of `unet` whose conv_in also reads C extra (image) channels, with zero weights, as
     InstructPix2Pix initialises from Stable Diffusion: at step 0 the output equals the original's."""
@@ -101,6 +127,52 @@ def _pairs(dataset: Dataset, table: ImageTable) -> list[tuple[int, int]]:
     return pairs
 
 
+class PairBatches:
+    """The shared training loop's batches for instruct: (baseline -> follow-up) pairs of latents. The target
+    is the follow-up; the baseline's latent mean joins as C extra input channels; InstructPix2Pix's
+    conditioning dropout drops the text, the image or both."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor],
+                 prompts: list[str]) -> None:
+        self.mean, self.std = mean, std
+        self.src, self.tgt = pairs
+        self.vocab = sorted(set(prompts) | {""})
+        self.prompt_index = torch.tensor([self.vocab.index(p) for p in prompts])
+        self.empty = self.vocab.index("")
+
+    def draw(self, gen: torch.Generator, batch_size: int, scheduler, drift: Drift) -> Batch:
+        mean, std, tgt = self.mean, self.std, self.tgt
+        k = torch.randint(len(self.src), (batch_size,), generator=gen)
+        z0 = mean[tgt[k]] + std[tgt[k]] * torch.randn(mean[tgt[k]].shape, generator=gen)
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
+        x_t, target = training_inputs(drift, scheduler, z0, noise, t)
+        u = torch.rand(batch_size, generator=gen)
+        drop_text = u < 2 * DROP  # [0, 5%): text only, [5%, 10%): both
+        drop_image = (u >= DROP) & (u < 3 * DROP)  # [5%, 10%): both, [10%, 15%): image only
+        cap = self.prompt_index[k].masked_fill(drop_text, self.empty)
+        image = mean[self.src[k]] * (~drop_image).float().view(-1, 1, 1, 1)
+        return Batch(torch.cat([x_t, image], dim=1), t, cap, target)
+
+
+@dataclass(frozen=True)
+class ImageTextGuidance:
+    """InstructPix2Pix's two-way classifier-free guidance, one UNet pass over [full; image only; none]:
+    ε = ε(∅, ∅) + s_I (ε(img, ∅) − ε(∅, ∅)) + s_T (ε(img, text) − ε(img, ∅))."""
+
+    unet: torch.nn.Module
+    text: torch.Tensor  # [cond; uncond; uncond]
+    images: torch.Tensor  # [image; image; 0]
+    s_text: float
+    s_image: float
+
+    def __call__(self, scheduler, latents: torch.Tensor, t) -> torch.Tensor:
+        model_in = scheduler.scale_model_input(torch.cat([latents] * 3), t)
+        eps = self.unet(torch.cat([model_in, self.images], dim=1), t, encoder_hidden_states=self.text).sample
+        full, image_only, none = eps.chunk(3)
+        return none + self.s_image * (image_only - none) + self.s_text * (full - image_only)
+
+
 class Instruct:
     """InstructPix2Pix for aging: trained on (baseline -> follow-up) pairs of the train split, each
     baseline paired with every later visit of its subject (follow-up -> later follow-up pairs are
@@ -115,6 +187,10 @@ class Instruct:
     name = "instruct"
     description = "InstructPix2Pix trained on longitudinal pairs: edit a baseline scan to the follow-up age"
     needs_source = True
+    options_class = InstructOptions
+
+    def sampling_steps(self, opts: InstructOptions) -> float:
+        return 1.5 * opts.steps  # two-way guidance: three UNet passes per step instead of two
 
     def plan(self, dataset: Dataset, table: ImageTable, has_counterfactuals: bool) -> EditPlan:
         pairs = _pairs(dataset, table)
@@ -124,10 +200,10 @@ class Instruct:
         age_prompt(dataset, targets[0], "number")  # a dataset without ages fails here, before any work
         return EditPlan(source, targets, "split", follow, ("age",))
 
-    def train(self, parts: dict, dataset: Dataset, train_table: ImageTable, drift: Drift, opts: EditorOptions,
+    def train(self, parts: dict, dataset: Dataset, train_table: ImageTable, drift: Drift, opts: InstructOptions,
               seed: int, quiet: bool) -> tuple[dict[str, torch.Tensor], list[float]]:
-        """Train the whole widened UNet (AdamW, opts.instruct_lr, opts.instruct_steps steps, batch 16) with
-        Latent Drifting in the forward process exactly as the methods' loop; installs it in parts.
+        """Train the whole widened UNet (AdamW, opts.instruct_lr, opts.instruct_steps steps, batch 16) through
+        the methods' loop, Latent Drifting in the forward process; installs it in parts.
         Returns (its state dict, the loss per step). Deterministic for a seed on CPU."""
         pairs = _pairs(dataset, train_table)
         prompts = [prompt_for(parts, age_prompt(dataset, train_table.row(b), opts.age_format)) for _, b in pairs]
@@ -135,44 +211,16 @@ class Instruct:
         position = {int(r): k for k, r in enumerate(used)}
         src = torch.tensor([position[a] for a, _ in pairs])
         tgt = torch.tensor([position[b] for _, b in pairs])
-
-        vae, text_encoder, scheduler = parts["vae"], parts["text_encoder"], parts["scheduler"]
-        device = parts["unet"].device
+        vae = parts["vae"]
         pixels = torch.from_numpy(train_table.images[used])[:, None].repeat(1, 3, 1, 1) * 2 - 1
         data = TrainData.from_pixels(vae, pixels.to(vae.device, vae.dtype), [""] * len(used))
-        mean, std = data.latent_mean.float().cpu(), data.latent_std.float().cpu()
-        vocab = sorted(set(prompts) | {""})
-        prompt_index = torch.tensor([vocab.index(p) for p in prompts])
-        empty = vocab.index("")
-        with torch.no_grad():
-            embeddings = text_encoder(tokenize(parts["tokenizer"], vocab).to(device))[0]
-
+        batches = PairBatches(data.latent_mean.float().cpu(), data.latent_std.float().cpu(), (src, tgt), prompts)
         unet = widen_unet(parts["unet"])
-        unet.train().requires_grad_(True)
-        opt = torch.optim.AdamW(unet.parameters(), lr=opts.instruct_lr, weight_decay=1e-2)
-        gen = torch.Generator().manual_seed(seed)
-        n_train = scheduler.config.num_train_timesteps
-        losses = []
-        for _ in progress_bar(range(opts.instruct_steps), "instruct", quiet=quiet):
-            k = torch.randint(len(pairs), (BATCH_SIZE,), generator=gen)
-            z0 = mean[tgt[k]] + std[tgt[k]] * torch.randn(mean[tgt[k]].shape, generator=gen)
-            noise = torch.randn(z0.shape, generator=gen)
-            t = torch.randint(0, n_train, (BATCH_SIZE,), generator=gen)
-            x_t, target = training_inputs(drift, scheduler, z0, noise, t)
-            u = torch.rand(BATCH_SIZE, generator=gen)
-            drop_text = u < 2 * DROP  # [0, 5%): text only, [5%, 10%): both
-            drop_image = (u >= DROP) & (u < 3 * DROP)  # [5%, 10%): both, [10%, 15%): image only
-            cap = prompt_index[k].masked_fill(drop_text, empty)
-            image = mean[src[k]] * (~drop_image).float().view(-1, 1, 1, 1)
-            model_in = torch.cat([x_t, image], dim=1).to(device, unet.dtype)
-            pred = unet(model_in, t.to(device), encoder_hidden_states=embeddings[cap.to(device)]).sample
-            loss = F.mse_loss(pred.float(), target.to(device).float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        unet.eval().requires_grad_(False)
-        parts[KEY] = unet
+        # fp32 and no checkpointing: instruct has no options for them (its numbers predate the shared loop)
+        config = TrainConfig(steps=opts.instruct_steps, batch_size=BATCH_SIZE, lr=opts.instruct_lr, seed=seed,
+                             gradient_checkpointing=False, desc="instruct", quiet=quiet)
+        losses = train_denoiser({**parts, "unet": unet}, batches, list(unet.parameters()), drift, config)
+        parts[KEY] = unet  # eval mode and frozen again after the loop
         return {k: v.detach().clone() for k, v in unet.state_dict().items()}, losses
 
     def apply(self, parts: dict, tensors: dict[str, torch.Tensor]) -> None:
@@ -182,32 +230,23 @@ class Instruct:
         parts[KEY] = unet.eval().requires_grad_(False)
 
     @torch.no_grad()
-    def edit(self, parts: dict, dataset: Dataset, source_latents: torch.Tensor | None, source_rows: list[dict],
-             target_rows: list[dict], drift: Drift, opts: EditorOptions,
-             generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
+    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
         unet = parts.get(KEY)
         if unet is None:
             raise RuntimeError("editor instruct: parts have no trained image-conditioned UNet "
                                f"(parts[{KEY!r}]); call its train, or apply its saved tensors, first")
-        prompts = [prompt_for(parts, age_prompt(dataset, row, opts.age_format)) for row in target_rows]
+        opts: InstructOptions = batch.options
+        prompts = [prompt_for(parts, age_prompt(dataset, row, opts.age_format)) for row in batch.target_rows]
         scheduler = make_sampler(opts.sampler, parts["scheduler"])
         scheduler.set_timesteps(opts.steps, device=unet.device)
-        extra = {"generator": generator} if "generator" in _step_params(scheduler) else {}
-        image = source_latents.to(unet.device, unet.dtype)
-        noise = randn_tensor(image.shape, generator=generator, device=unet.device, dtype=unet.dtype)
-        latents = initial_latents(drift, noise, scheduler.init_noise_sigma)
+        image = batch.source_latents.to(unet.device, unet.dtype)
+        noise = randn_tensor(image.shape, generator=batch.generator, device=unet.device, dtype=unet.dtype)
+        latents = initial_latents(batch.drift, noise, scheduler.init_noise_sigma)
         uncond, cond = encode_prompts(parts, prompts, 2.0).chunk(2)  # [unconditional; conditional]
-        text = torch.cat([cond, uncond, uncond])
-        images = torch.cat([image, image, torch.zeros_like(image)])
-        s_text, s_image = opts.guidance_scale, opts.image_guidance_scale
-        for t in scheduler.timesteps:
-            model_in = scheduler.scale_model_input(torch.cat([latents] * 3), t)
-            eps = unet(torch.cat([model_in, images], dim=1), t, encoder_hidden_states=text).sample
-            full, image_only, none = eps.chunk(3)
-            eps = none + s_image * (image_only - none) + s_text * (full - image_only)
-            latents = scheduler.step(eps, t, latents, **extra).prev_sample
-            latents = after_step(drift, latents)
-        return latents, prompts
+        guidance = ImageTextGuidance(unet, torch.cat([cond, uncond, uncond]),
+                                     torch.cat([image, image, torch.zeros_like(image)]),
+                                     opts.guidance_scale, opts.image_guidance_scale)
+        return denoise(scheduler, latents, scheduler.timesteps, guidance, batch.drift, batch.generator), prompts
 
 
 EDITORS.add("instruct", Instruct())

@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 
 from ldbench.data.base import Dataset, ImageTable
-from ldbench.drift import Drift
 from ldbench.errors import UserError
-from ldbench.generate import EDITORS, EditorOptions, EditPlan
-from ldbench.generate.sampling import denoise, encode_prompts, invert_latents
-from ldbench.generate.sdedit import counterfactual_plan
-from ldbench.methods import prompt_for
-from ldbench.models import make_sampler
+from ldbench.generate import EDITORS, EditBatch, EditPlan
+from ldbench.generate.sdedit import StrengthOptions, counterfactual_plan
+from ldbench.models.samplers import make_sampler
+from ldbench.models.sampling import TextGuidance, denoise, encode_prompts, invert_latents
+from ldbench.models.text import prompt_for
 
 
 class InversionEdit:
@@ -29,25 +28,28 @@ class InversionEdit:
     name = "inversion-edit"
     description = "DDIM inversion under the source caption, then denoising with the counterfactual caption"
     needs_source = True
+    options_class = StrengthOptions
+
+    def sampling_steps(self, opts: StrengthOptions) -> float:
+        # unguided inversion (about half a guided step each), then the guided edit
+        return 1.5 * max(1, round(opts.steps * opts.strength))
 
     def plan(self, dataset: Dataset, table: ImageTable, has_counterfactuals: bool) -> EditPlan:
         return counterfactual_plan(dataset, table, has_counterfactuals)
 
-    def edit(self, parts: dict, dataset: Dataset, source_latents: torch.Tensor | None, source_rows: list[dict],
-             target_rows: list[dict], drift: Drift, opts: EditorOptions,
-             generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-        if opts.sampler != "ddim":
+    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+        opts: StrengthOptions = batch.options
+        if opts.sampler != "ddim":  # DDIM inversion inverts DDIM's deterministic step only
             raise UserError(f"editor inversion-edit: sampler {opts.sampler!r} cannot be inverted; use sampler: ddim")
-        sources = [prompt_for(parts, dataset.caption(row)) for row in source_rows]
-        prompts = [prompt_for(parts, dataset.caption(row)) for row in target_rows]
-        inverted, timesteps = invert_latents(parts, source_latents, sources, drift, opts.steps, opts.strength)
+        sources = [prompt_for(parts, dataset.caption(row)) for row in batch.source_rows]
+        prompts = [prompt_for(parts, dataset.caption(row)) for row in batch.target_rows]
+        inverted, timesteps = invert_latents(parts, batch.source_latents, sources, batch.drift, opts.chain)
         if len(timesteps) == 0:
             return inverted, prompts
         scheduler = make_sampler("ddim", parts["scheduler"])
         scheduler.set_timesteps(opts.steps, device=inverted.device)
-        embeddings = encode_prompts(parts, prompts, opts.guidance_scale)
-        z = denoise(parts, scheduler, inverted, timesteps, embeddings, opts.guidance_scale, drift, generator)
-        return z, prompts
+        guidance = TextGuidance(parts["unet"], encode_prompts(parts, prompts, opts.guidance_scale), opts.guidance_scale)
+        return denoise(scheduler, inverted, timesteps, guidance, batch.drift, batch.generator), prompts
 
 
 EDITORS.add("inversion-edit", InversionEdit())

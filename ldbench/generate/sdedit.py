@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ldbench.data.base import Dataset, ImageTable
-from ldbench.drift import Drift
-from ldbench.generate import EDITORS, EditorOptions, EditPlan, all_rows
-from ldbench.generate.sampling import edit_latents
-from ldbench.methods import prompt_for
-from ldbench.models import make_sampler
+from ldbench.errors import UserError
+from ldbench.generate import EDITORS, EditBatch, EditPlan, SamplingOptions, all_rows, check_numbers
+from ldbench.models.samplers import make_sampler
+from ldbench.models.sampling import Chain, edit_latents
+from ldbench.models.text import prompt_for
+
+
+@dataclass(frozen=True)
+class StrengthOptions(SamplingOptions):
+    """SamplingOptions and (sdedit, inversion-edit):
+
+    strength             fraction of the chain re-run from the source (1.0 = from pure noise / a full
+                         inversion to z_T).
+    """
+
+    strength: float = 0.6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_numbers(self, non_negative=("strength",))
+        if self.strength > 1:
+            raise UserError(f"editor option strength must be in [0, 1], got {self.strength!r}")
+
+    @property
+    def chain(self) -> Chain:
+        return Chain(self.steps, self.strength, self.guidance_scale)
 
 
 def counterfactual_plan(dataset: Dataset, table: ImageTable, has_counterfactuals: bool) -> EditPlan:
@@ -32,17 +55,19 @@ class SDEdit:
     name = "sdedit"
     description = "SDEdit: noise the source to `strength`, denoise with the counterfactual caption"
     needs_source = True
+    options_class = StrengthOptions
+
+    def sampling_steps(self, opts: StrengthOptions) -> float:
+        return max(1, round(opts.steps * opts.strength))  # the part of the chain it re-runs
 
     def plan(self, dataset: Dataset, table: ImageTable, has_counterfactuals: bool) -> EditPlan:
         return counterfactual_plan(dataset, table, has_counterfactuals)
 
-    def edit(self, parts: dict, dataset: Dataset, source_latents: torch.Tensor | None, source_rows: list[dict],
-             target_rows: list[dict], drift: Drift, opts: EditorOptions,
-             generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-        prompts = [prompt_for(parts, dataset.caption(row)) for row in target_rows]
+    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+        prompts = [prompt_for(parts, dataset.caption(row)) for row in batch.target_rows]
+        opts: StrengthOptions = batch.options
         scheduler = make_sampler(opts.sampler, parts["scheduler"])
-        z = edit_latents(parts, scheduler, source_latents, prompts, drift, opts.steps, opts.strength,
-                         opts.guidance_scale, generator)
+        z = edit_latents(parts, scheduler, batch.source_latents, prompts, batch.drift, opts.chain, batch.generator)
         return z, prompts
 
 

@@ -6,11 +6,10 @@ import numpy as np
 import torch
 
 from ldbench.data.base import Dataset, ImageTable
-from ldbench.drift import Drift
-from ldbench.generate import EDITORS, EditorOptions, EditPlan, all_rows
-from ldbench.generate.sampling import text_to_latents
-from ldbench.methods import prompt_for
-from ldbench.models import make_sampler
+from ldbench.generate import EDITORS, EditBatch, EditPlan, SamplingOptions, all_rows
+from ldbench.models.samplers import make_sampler
+from ldbench.models.sampling import text_to_latents
+from ldbench.models.text import prompt_for
 
 
 class Text2Img:
@@ -20,18 +19,22 @@ class Text2Img:
     name = "text2img"
     description = "text-to-image, one sample per split image, prompted with its caption"
     needs_source = False
+    options_class = SamplingOptions
+
+    def sampling_steps(self, opts: SamplingOptions) -> float:
+        return opts.steps  # the full chain
 
     def plan(self, dataset: Dataset, table: ImageTable, has_counterfactuals: bool) -> EditPlan:
         n = len(table)
         return EditPlan(np.full(n, -1, dtype=np.int64), tuple(all_rows(table)), "", np.full(n, -1, dtype=np.int64),
                         ())
 
-    def edit(self, parts: dict, dataset: Dataset, source_latents: torch.Tensor | None, source_rows: list[dict],
-             target_rows: list[dict], drift: Drift, opts: EditorOptions,
-             generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-        prompts = [prompt_for(parts, dataset.caption(row)) for row in target_rows]
+    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+        prompts = [prompt_for(parts, dataset.caption(row)) for row in batch.target_rows]
+        opts = batch.options
         scheduler = make_sampler(opts.sampler, parts["scheduler"])
-        return text_to_latents(parts, scheduler, prompts, drift, opts.steps, opts.guidance_scale, generator), prompts
+        z = text_to_latents(parts, scheduler, prompts, batch.drift, opts.steps, opts.guidance_scale, batch.generator)
+        return z, prompts
 
 
 EDITORS.add("text2img", Text2Img())

@@ -1,7 +1,7 @@
 """`custom-diffusion` (Kumari et al. 2023): the UNet's cross-attention key/value projections
 (attn2.to_k, attn2.to_v) and a new modifier token's embedding row train; everything else is frozen.
 
-The modifier token is MethodOptions.placeholder_token, added and initialised as in textual-inversion
+The modifier token is TokenOptions.placeholder_token, added and initialised as in textual-inversion
 and put in front of every prompt. Saved: the K/V weights under "unet.<name>" and {token: (1, dim)}.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData, train_denoiser, training_options
-from ldbench.methods.tokens import add_token, prefix_prompt, with_placeholder
+from ldbench.methods import METHODS
+from ldbench.methods.tokens import TokenOptions, with_placeholder
+from ldbench.models.text import add_token, prefix_prompt
+from ldbench.models.training import TrainData, train_denoiser
 
 UNET_PREFIX = "unet."
 
@@ -22,18 +23,16 @@ def cross_attention_kv(unet) -> dict[str, torch.nn.Parameter]:
 
 class CustomDiffusion:
     name = "custom-diffusion"
+    description = "custom diffusion: cross-attention K/V and a modifier token"
+    options_class = TokenOptions
     trains = "UNet cross-attention K/V projections (attn2.to_k/to_v) + a modifier token's embedding row"
 
-    def train(self, parts, data: TrainData, drift, options: MethodOptions, seed: int, quiet: bool):
+    def train(self, parts, data: TrainData, drift, options: TokenOptions, seed: int, quiet: bool):
         token = options.placeholder_token
         data, weight, token_id, keep_other_rows = with_placeholder(parts, data, options)
         kv = cross_attention_kv(parts["unet"])
-        losses = train_denoiser(
-            parts, data, [*kv.values(), weight], drift=drift, steps=options.steps,
-            batch_size=options.batch_size, lr=options.lr, seed=seed, train_text_encoder=True,
-            after_step=keep_other_rows, desc="custom-diffusion", quiet=quiet,
-            **training_options(options),
-        )
+        config = options.train_config(seed, quiet, "custom-diffusion", train_text_encoder=True)
+        losses = train_denoiser(parts, data, [*kv.values(), weight], drift, config, after_step=keep_other_rows)
         trained = {UNET_PREFIX + n: p.detach().clone() for n, p in kv.items()}
         trained[token] = weight[token_id : token_id + 1].detach().clone()
         return trained, losses

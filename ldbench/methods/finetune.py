@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import torch
 
-from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData, train_denoiser, training_options
+from ldbench.methods import METHODS, TrainingOptions
+from ldbench.models.training import TrainData, train_denoiser
 
 
 class FineTune:
     name = "finetune"
+    description = "basic fine-tuning of the whole UNet"
     trains = "every UNet weight (autoencoder and text encoder frozen)"
+    options_class = TrainingOptions
 
-    def train(self, parts, data: TrainData, drift, options: MethodOptions, seed: int, quiet: bool):
-        losses = train_denoiser(
-            parts, data, list(parts["unet"].parameters()), drift=drift, steps=options.steps,
-            batch_size=options.batch_size, lr=options.lr, seed=seed, desc="finetune", quiet=quiet,
-            **training_options(options),
-        )
+    def train(self, parts, data: TrainData, drift, options: TrainingOptions, seed: int, quiet: bool):
+        losses = train_denoiser(parts, data, list(parts["unet"].parameters()), drift,
+                                options.train_config(seed, quiet, "finetune"))
         return {k: v.detach().clone() for k, v in parts["unet"].state_dict().items()}, losses
 
     def apply(self, parts, trained: dict[str, torch.Tensor]) -> None:

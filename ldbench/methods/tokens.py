@@ -1,63 +1,39 @@
-"""A new token in the tokenizer with one trainable embedding row (textual-inversion, custom-diffusion)."""
+"""What the token methods (textual-inversion, custom-diffusion) share: their options and the setup of
+their new token."""
 
 from __future__ import annotations
 
-import torch
+import dataclasses
+from dataclasses import dataclass
 
-from ldbench.errors import UserError
-
-
-def add_token(parts: dict, token: str, init: str | torch.Tensor) -> int:
-    """Add `token` to the tokenizer and a row to the text encoder's embedding, set to `init` (a trained
-    (1, dim) embedding) or, for text, the mean embedding of its tokens. Returns the new row's id; every
-    other row keeps its exact value."""
-    tokenizer, text_encoder = parts["tokenizer"], parts["text_encoder"]
-    if not token or token in tokenizer.get_vocab():
-        raise UserError(f"placeholder token {token!r} is empty or already in the tokenizer; choose a new one")
-    if isinstance(init, str):
-        init_ids = tokenizer(init, add_special_tokens=False).input_ids
-        if not init_ids:
-            raise UserError(f"initializer token {init!r} has no tokens")
-    tokenizer.add_tokens([token])
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    old = text_encoder.get_input_embeddings().weight.detach().clone()
-    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    weight = text_encoder.get_input_embeddings().weight
-    with torch.no_grad():
-        weight[: len(old)] = old  # exactly the old rows, whatever the resize did
-        weight[token_id] = old[init_ids].mean(0) if isinstance(init, str) else init.reshape(-1)
-    return token_id
+from ldbench.methods import TrainingOptions, check_token
+from ldbench.models.text import KeepOtherRows, add_token, prefix_prompt
 
 
-class KeepOtherRows:
-    """After each optimizer step, put back every embedding row but `token_id` (AdamW's weight decay
-    would otherwise shrink them), so only the new row ever changes, bit for bit."""
+@dataclass(frozen=True)
+class TokenOptions(TrainingOptions):
+    """TrainingOptions and:
 
-    def __init__(self, weight: torch.nn.Parameter, token_id: int) -> None:
-        self.weight = weight
-        self.original = weight.detach().clone()
-        self.keep = torch.ones(len(weight), dtype=torch.bool)
-        self.keep[token_id] = False
+    placeholder_token  the new token (textual-inversion's learned word, custom-diffusion's modifier
+                       token); added to the tokenizer and put in front of every training and sampling prompt.
+    initializer_token  text whose token embeddings (mean over its tokens) initialise that new row.
+    """
 
-    def __call__(self) -> None:
-        with torch.no_grad():
-            self.weight[self.keep] = self.original[self.keep]
+    placeholder_token: str = "<ld-med>"
+    initializer_token: str = "mri"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_token(self, "placeholder_token", "initializer_token")
 
 
-def with_placeholder(parts: dict, data, options):
+def with_placeholder(parts: dict, data, options: TokenOptions):
     """The shared setup of the token methods: add options.placeholder_token (initialised from
     options.initializer_token), prefix every prompt with it, and return (captioned data, the embedding
     weight, the token's row id, a KeepOtherRows hook for it)."""
-    import dataclasses
-
     token = options.placeholder_token
     token_id = add_token(parts, token, options.initializer_token)
     parts["prompt"] = prefix_prompt(token)
     data = dataclasses.replace(data, captions=tuple(parts["prompt"](c) for c in data.captions))
     weight = parts["text_encoder"].get_input_embeddings().weight
     return data, weight, token_id, KeepOtherRows(weight, token_id)
-
-
-def prefix_prompt(prefix: str):
-    """caption -> "prefix caption" (captions dropped to "" for classifier-free guidance stay "")."""
-    return lambda caption: f"{prefix} {caption}" if caption else caption

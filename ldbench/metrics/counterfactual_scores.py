@@ -1,5 +1,5 @@
 """The pure math of the counterfactual-edit metrics, on grayscale images (N, H, W) in [0, 1] and on their
-latents (the stages that run it over a suite's outputs are in ldbench.runner.counterfactual).
+latents (the stages that run it over a suite's outputs are in ldbench.runner.counterfactual_stages).
 
 - `image_similarity`: per-item SSIM, PSNR and L1 between an image and its edit (how much changed).
 - `counterfactual_latent_divergence`: CLD, the minimality metric of Melistas, Spyrou et al. 2024

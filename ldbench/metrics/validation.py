@@ -169,43 +169,17 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure_png(result: dict[str, Any]) -> bytes:
-    """Distance against level, one panel per disturbance, with the real held-out floor as a dashed line."""
-    from ldbench.report.plots import _png, plt, sns
-
-    items = list(result["disturbances"].items())
-    cols = min(3, max(1, len(items)))
-    rows = (len(items) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    palette = sns.color_palette("colorblind", 2)
-    for ax, (name, r) in zip(axes.flat, items, strict=False):
-        x = np.arange(1, len(r["values"]) + 1)
-        ax.plot(x, r["values"], marker="o", color=palette[0] if r["passed"] else palette[1])
-        ax.axhline(result["floor"], color="grey", ls="--", lw=1, label="real held-out")
-        ax.set_xticks(x, [f"{s:g}" for s in r["levels"]])
-        ax.set_title(f"{name} ({'pass' if r['passed'] else 'FAIL'})", fontsize=9)
-        ax.set_xlabel(r["unit"], fontsize=8)
-        ax.set_ylabel(f"{result['metric'].upper()} [{result['extractor']['name']}]", fontsize=8)
-        ax.set_yscale("symlog", linthresh=max(abs(result["floor"]) * 0.1, 1e-6))
-    for ax in list(axes.flat)[len(items):]:
-        ax.set_visible(False)
-    if items:
-        axes.flat[0].legend(fontsize=7)
-    fig.suptitle(verdict(result), fontsize=9)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def write_validation(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """validation.json, validation.md and validation.png in `out_dir`."""
+def write_validation(result: dict[str, Any], out_dir: Path, figure_png: bytes) -> dict[str, Path]:
+    """validation.json, validation.md and validation.png (`figure_png`, drawn by
+    ldbench.report.plots.validation_figure_png) in `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "validation.json", "md": out_dir / "validation.md", "png": out_dir / "validation.png"}
     paths["json"].write_text(json.dumps(result, indent=1, allow_nan=False, sort_keys=False) + "\n")
     paths["md"].write_text(markdown_table(result))
-    paths["png"].write_bytes(figure_png(result))
+    paths["png"].write_bytes(figure_png)
     return paths
 
 
-__all__ = ["FORMAT", "ValidationOptions", "ValidationSets", "figure_png", "judge", "markdown_table", "matched_subsets",
+__all__ = ["FORMAT", "ValidationOptions", "ValidationSets", "judge", "markdown_table", "matched_subsets",
            "validate_extractor", "verdict", "write_validation"]

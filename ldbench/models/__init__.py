@@ -12,8 +12,6 @@ import torch
 
 from ldbench.errors import UserError
 
-SAMPLERS = ("ddim", "ddpm")
-
 
 def load_components(path_or_id: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
     """vae, text_encoder, tokenizer, unet, scheduler of a Stable Diffusion pipeline, frozen, in eval mode."""
@@ -52,14 +50,3 @@ def load_components(path_or_id: str | Path, device: str = "cpu", dtype: torch.dt
     for key in ("vae", "text_encoder", "unet"):
         parts[key].eval().requires_grad_(False)
     return parts
-
-
-def make_sampler(name: str, scheduler):
-    """A sampling scheduler built from the base model's training-noise schedule."""
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    if name == "ddim":
-        return DDIMScheduler.from_config(scheduler.config)
-    if name == "ddpm":
-        return DDPMScheduler.from_config(scheduler.config)
-    raise UserError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")

@@ -29,15 +29,18 @@ class BaseModel:
     check: Callable[[dict], None]  # options -> None, or a one-line UserError
     artifact: Callable  # (store, options, quiet) -> Artifact
     random_weights: bool = False
+    # options -> pretraining steps at batch 16, for the cost model (ldbench suites); None: nothing is trained
+    pretrain_steps: Callable[[dict], float] | None = None
 
 
 BASE_MODELS: Registry[BaseModel] = Registry("base_model")
 
 
-def _stage_version() -> str:
-    from ldbench.runner.stages import STAGE_VERSIONS
+BASE_MODEL_VERSION = "1"  # the base-model stage's version (part of its cache key; the runner reads it here)
 
-    return STAGE_VERSIONS["base-model"]
+
+def _stage_version() -> str:
+    return BASE_MODEL_VERSION
 
 
 def _options(cls, options: dict, name: str):
@@ -77,8 +80,15 @@ def _embedded_artifact(store, options: dict, quiet: bool):
                               lambda tmp: pretrain_tiny_model(tmp, config, quiet=quiet))
 
 
+def _embedded_pretrain_steps(options: dict) -> float:
+    from ldbench.models.tiny import TinyModelConfig
+
+    config = _options(TinyModelConfig, options, "base_model (embedded)")
+    return (config.vae_steps + config.unet_steps) * config.batch_size / 16
+
+
 BASE_MODELS.add("embedded", BaseModel("tiny latent diffusion model pretrained by ldbench (offline, default)",
-                                      _check_embedded, _embedded_artifact))
+                                      _check_embedded, _embedded_artifact, pretrain_steps=_embedded_pretrain_steps))
 
 
 # --- diffusers --------------------------------------------------------------------------------------

@@ -186,23 +186,10 @@ def natural_crops(n_per_image: int, size: int, seed: int) -> tuple[torch.Tensor,
 # --- pretraining ------------------------------------------------------------------------------------
 
 
-def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = False) -> dict:
-    """Build and pretrain the tiny model, save it as a diffusers pipeline in `out_dir`.
-
-    Returns a summary (losses, scaling factor, image count) for provenance.
-    """
-    from diffusers import StableDiffusionPipeline
-
-    from ldbench.methods.loop import TrainData, train_denoiser
-
-    torch.manual_seed(config.seed)
-    parts = build_components(out_dir / "_tokenizer_src", seed=config.seed)
-    images, captions = natural_crops(config.crops_per_image, config.image_size, config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-
-    # 1) the autoencoder: reconstruction + a small KL, as the LDM paper's KL-regularised autoencoder
-    #    (without its perceptual and adversarial terms, which would need downloaded networks).
-    vae = parts["vae"]
+def _pretrain_autoencoder(vae, images: torch.Tensor, config: TinyModelConfig, gen: torch.Generator,
+                          quiet: bool) -> list[float]:
+    """Reconstruction + a small KL, as the LDM paper's KL-regularised autoencoder (without its perceptual
+    and adversarial terms, which would need downloaded networks). Frozen afterwards."""
     opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
     vae_losses = []
     for _ in progress_bar(range(config.vae_steps), "pretrain autoencoder", quiet=quiet):
@@ -218,6 +205,26 @@ def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = Fa
         opt.step()
         vae_losses.append(loss.item())
     vae.eval().requires_grad_(False)
+    return vae_losses
+
+
+def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = False) -> dict:
+    """Build and pretrain the tiny model, save it as a diffusers pipeline in `out_dir`.
+
+    Returns a summary (losses, scaling factor, image count) for provenance.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    from ldbench.models.training import TrainConfig, TrainData, train_denoiser
+
+    torch.manual_seed(config.seed)
+    parts = build_components(out_dir / "_tokenizer_src", seed=config.seed)
+    images, captions = natural_crops(config.crops_per_image, config.image_size, config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+
+    # 1) the autoencoder
+    vae = parts["vae"]
+    vae_losses = _pretrain_autoencoder(vae, images, config, gen, quiet)
 
     # Stable Diffusion's recipe for the scaling factor: 1 / std of the (unscaled) natural latents.
     with torch.no_grad():
@@ -229,18 +236,9 @@ def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = Fa
     #    encoder stays frozen at its seeded initialisation (a fixed character-level text embedding), as
     #    Stable Diffusion keeps its CLIP encoder frozen; training it too would double the CPU time.
     data = TrainData.from_pixels(vae, images, captions)
-    unet_losses = train_denoiser(
-        parts,
-        data,
-        trainable=list(parts["unet"].parameters()),
-        drift=None,
-        steps=config.unet_steps,
-        batch_size=config.batch_size,
-        lr=config.unet_lr,
-        seed=config.seed,
-        desc="pretrain denoiser",
-        quiet=quiet,
-    )
+    train = TrainConfig(steps=config.unet_steps, batch_size=config.batch_size, lr=config.unet_lr, seed=config.seed,
+                        desc="pretrain denoiser", quiet=quiet)
+    unet_losses = train_denoiser(parts, data, list(parts["unet"].parameters()), None, train)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=parts["text_encoder"],

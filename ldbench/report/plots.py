@@ -146,3 +146,30 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], metric_labels: 
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return _png(fig)
+
+
+def validation_figure_png(result: dict) -> bytes:
+    """Distance against level, one panel per disturbance, with the real held-out floor as a dashed line."""
+    from ldbench.metrics.validation import verdict
+
+    items = list(result["disturbances"].items())
+    cols = min(3, max(1, len(items)))
+    rows = (len(items) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    palette = sns.color_palette("colorblind", 2)
+    for ax, (name, r) in zip(axes.flat, items, strict=False):
+        x = np.arange(1, len(r["values"]) + 1)
+        ax.plot(x, r["values"], marker="o", color=palette[0] if r["passed"] else palette[1])
+        ax.axhline(result["floor"], color="grey", ls="--", lw=1, label="real held-out")
+        ax.set_xticks(x, [f"{s:g}" for s in r["levels"]])
+        ax.set_title(f"{name} ({'pass' if r['passed'] else 'FAIL'})", fontsize=9)
+        ax.set_xlabel(r["unit"], fontsize=8)
+        ax.set_ylabel(f"{result['metric'].upper()} [{result['extractor']['name']}]", fontsize=8)
+        ax.set_yscale("symlog", linthresh=max(abs(result["floor"]) * 0.1, 1e-6))
+    for ax in list(axes.flat)[len(items):]:
+        ax.set_visible(False)
+    if items:
+        axes.flat[0].legend(fontsize=7)
+    fig.suptitle(verdict(result), fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

@@ -9,7 +9,7 @@ from ldbench.errors import UserError
 
 
 def checkpoint_file(method_name: str, checkpoint: str | dict, drift: Drift) -> Path | None:
-    """The weights file a cell loads instead of training (MethodOptions.checkpoint), or None."""
+    """The weights file a cell loads instead of training (TrainingOptions.checkpoint), or None."""
     if not checkpoint:
         return None
     if isinstance(checkpoint, dict):

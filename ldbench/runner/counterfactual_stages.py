@@ -202,7 +202,7 @@ def axiom_metrics(edits: EditContext, test: ImageTable, generated: dict, plan: d
     """Composition (L1 to the source after 1 and after `null_edits` null edits: the target is the source's
     own attributes) and reversibility (L1 to the source after editing to the target and back), on the
     first `axiom_items` outputs. An ideal editor scores 0 on both."""
-    from ldbench.generate import run_edits
+    from ldbench.generate import EditRequest, EditSettings, run_edits
     from ldbench.metrics.counterfactual_scores import null_edit_drift, reversibility
 
     n = min(evaluation.axiom_items, len(generated["images"]))
@@ -212,8 +212,8 @@ def axiom_metrics(edits: EditContext, test: ImageTable, generated: dict, plan: d
     x = test.images[idx]
 
     def edit(images, sources, targets, seed: int, desc: str) -> np.ndarray:
-        return run_edits(edits.editor, edits.parts, edits.dataset, images, sources, targets, edits.drift,
-                         edits.options, seed, quiet=edits.quiet, desc=desc)[0]
+        return run_edits(edits.editor, edits.parts, edits.dataset, EditRequest(images, sources, targets),
+                         EditSettings(edits.drift, edits.options, seed), quiet=edits.quiet, desc=desc)[0]
 
     chain, current = [], x
     for k in range(1, evaluation.null_edits + 1):

@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldbench.config import Component, Suite, build_options
+from ldbench.config import Component, Suite
 
 # Split sizes of the embedded datasets at their default options (train, test); a dataset not listed
 # (real data, or non-default options) is costed at synth-brain's size.
@@ -133,40 +133,29 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _sampling_steps(editor: str, opts) -> float:
-    """UNet-pass-weighted sampling steps per image, relative to one guided step."""
-    if editor in ("sdedit",):
-        return max(1, round(opts.steps * opts.strength))
-    if editor == "inversion-edit":  # unguided inversion (≈ half a guided step each), then the guided edit
-        return 1.5 * max(1, round(opts.steps * opts.strength))
-    if editor == "instruct":  # two-way guidance: three UNet passes per step instead of two
-        return 1.5 * opts.steps
-    return opts.steps  # text2img and anything unknown: the full chain
-
-
 def _pretrain_seconds(spec: Component, costs: Costs) -> float:
-    if spec.name != "embedded":
-        return 0.0  # a user's diffusers model is loaded, not trained
-    from ldbench.models.tiny import TinyModelConfig
+    from ldbench.models.base_models import BASE_MODELS
 
-    config = build_options(TinyModelConfig, spec.options, "base_model (embedded)")
-    return costs.pretrain_fixed + costs.pretrain_step * (config.vae_steps + config.unet_steps) * config.batch_size / 16
+    steps = BASE_MODELS.get(spec.name).pretrain_steps
+    if steps is None:
+        return 0.0  # loaded (a user's diffusers model) or built without training
+    return costs.pretrain_fixed + costs.pretrain_step * steps(spec.options)
 
 
-def _finetune_seconds(method: Component, costs: Costs) -> float:
-    from ldbench.methods import MethodOptions
+def _finetune_seconds(spec: Component, costs: Costs) -> float:
+    """A method's steps × samples per step at its batch make-up (`batch_factor`: DreamBooth's prior images
+    double each batch), plus what it samples before training (`prepare_image_steps`: its class images)."""
+    from ldbench.methods import METHODS, method_options
 
-    opts = build_options(MethodOptions, method.options, f"method {method.name}")
+    method, opts = METHODS.get(spec.name), method_options(spec)
     samples = opts.batch_size * opts.gradient_accumulation_steps  # samples per optimizer step
-    extra, prior_factor = 0.0, 1
-    if method.name == "dreambooth":
-        # prior preservation doubles each batch, and the class images are sampled from the base model first
-        prior_factor = 2
-        extra = costs.generate_fixed + opts.num_class_images * opts.class_sample_steps * costs.image_step
+    prepare = getattr(method, "prepare_image_steps", None)
+    extra = costs.generate_fixed + prepare(opts) * costs.image_step if prepare is not None else 0.0
     measured = dict(costs.finetune_step_by_method)
-    if method.name in measured:  # measured with the method's own batch make-up (DreamBooth's prior included)
-        return costs.finetune_fixed + measured[method.name] * opts.steps * samples / costs.finetune_batch + extra
-    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * prior_factor / 16 + extra
+    if spec.name in measured:  # measured with the method's own batch make-up (DreamBooth's prior included)
+        return costs.finetune_fixed + measured[spec.name] * opts.steps * samples / costs.finetune_batch + extra
+    factor = getattr(method, "batch_factor", 1)
+    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * factor / 16 + extra
 
 
 # --- what the plan needs to know without data (ldbench.runner.graph.Facts) ------------------------------
@@ -214,9 +203,11 @@ def _classifier_seconds(n_images: int, costs: Costs, facts) -> float:
 
 
 def _per_image(editor: Component, costs: Costs) -> float:
+    from ldbench.generate import EDITORS
     from ldbench.runner.stages import editor_options
 
-    return _sampling_steps(editor.name, editor_options(editor)) * costs.image_step + costs.image
+    # the editor's UNet-pass-weighted sampling steps per image, relative to one guided step
+    return EDITORS.get(editor.name).sampling_steps(editor_options(editor)) * costs.image_step + costs.image
 
 
 # --- each stage's cost model (declared with the stage in ldbench.runner.pipeline) -------------------------

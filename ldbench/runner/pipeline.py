@@ -45,7 +45,7 @@ def finetune_node(suite, cell) -> Node:
     by_delta = isinstance(cell.method.options.get("checkpoint"), dict)
     extra = {"checkpoint_drift": cell.drift} if by_delta else {}
     return Node.make("finetune", {"dataset": dataset_node(cell.dataset), "base": base_node(suite)},
-                     dataset=cell.dataset, method=cell.method, drift=stages.training_drift(cell.drift), seed=cell.seed,
+                     dataset=cell.dataset, method=cell.method, drift=cell.drift.for_training(), seed=cell.seed,
                      **extra)
 
 
@@ -54,13 +54,13 @@ def editor_model_node(suite, cell) -> Node | None:
         return None
     up = {"dataset": dataset_node(cell.dataset), "base": base_node(suite), "finetune": finetune_node(suite, cell)}
     return Node.make("editor-model", up,
-                     editor=cell.editor, drift=stages.training_drift(cell.drift), seed=cell.seed)
+                     editor=cell.editor, drift=cell.drift.for_training(), seed=cell.seed)
 
 
 def generate_node(suite, cell, split: str = "test") -> Node:
     up = {"dataset": dataset_node(cell.dataset), "base": base_node(suite), "finetune": finetune_node(suite, cell),
           "editor_model": editor_model_node(suite, cell)}
-    return Node.make("generate", up, editor=cell.editor, drift=stages.sampling_drift(cell.drift), seed=cell.seed, split=split)
+    return Node.make("generate", up, editor=cell.editor, drift=cell.drift.for_sampling(), seed=cell.seed, split=split)
 
 
 def metrics_node(suite, cell, extractor: str) -> Node:
@@ -92,7 +92,7 @@ def counterfactual_node(suite, cell, facts) -> Node:
           "base": base_node(suite), "finetune": finetune_node(suite, cell),
           "editor_model": editor_model_node(suite, cell),
           **{f"oracle:{n['attribute']}": n for n in oracle_nodes(suite, cell, facts)}}
-    return Node.make("counterfactual-metrics", up, editor=cell.editor, drift=stages.sampling_drift(cell.drift),
+    return Node.make("counterfactual-metrics", up, editor=cell.editor, drift=cell.drift.for_sampling(),
                      seed=cell.seed)
 
 

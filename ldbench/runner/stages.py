@@ -17,27 +17,27 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ldbench.config import Component, build_options
+from ldbench.config import Component
 from ldbench.data import ImageTable, create_dataset
 from ldbench.data.base import Dataset
 from ldbench.device import inference_precision
-from ldbench.drift import NO_DRIFT, Drift
+from ldbench.drift import Drift
 from ldbench.errors import UserError
-from ldbench.generate import EDITORS, EditorOptions, generate
+from ldbench.generate import EDITORS, EditSettings, SamplingOptions, generate
 from ldbench.hashing import sha256_file
-from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import TrainData
+from ldbench.methods import METHODS, TrainingOptions, method_options
 from ldbench.models import load_components
-from ldbench.models.base_models import BASE_MODELS, external_model_artifact  # noqa: F401 - re-exported
+from ldbench.models.base_models import BASE_MODEL_VERSION, BASE_MODELS, external_model_artifact  # noqa: F401
+from ldbench.models.training import TrainData
 from ldbench.runner.checkpoints import checkpoint_file
 from ldbench.store import Artifact, Store
 
 STAGE_VERSIONS = {
     "dataset": "1",
-    "base-model": "1",
-    "finetune": "1",
-    "generate": "2",
-    "editor-model": "1",
+    "base-model": BASE_MODEL_VERSION,
+    "finetune": "2",  # 2: a method's key holds its own options only (options per component)
+    "generate": "3",  # 3: an editor's key holds its own options only
+    "editor-model": "2",  # 2: instruct's key holds its own options only
     "reference-stats": "1",
     "metrics": "3",  # 3: intervals that contain their estimate, FID∞
     "latents": "1",
@@ -118,13 +118,6 @@ def load_base(ctx: Context, base: Artifact) -> dict:
 # --- fine-tuning -----------------------------------------------------------------------------------
 
 
-def training_drift(drift: Drift) -> Drift:
-    """The part of a drift that changes training. Cells that differ only in sampling share a model."""
-    if drift.is_zero or drift.train == "none":
-        return NO_DRIFT
-    return Drift(drift.delta, train=drift.train, sample="none")
-
-
 # Method options whose default means "train exactly as before the option existed" stay out of the cache key
 # at that default, so adding them kept existing fine-tunes valid (any other value is in the key).
 _NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1, "gradient_checkpointing": "auto"}
@@ -133,8 +126,8 @@ _NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1, 
 def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, method_spec: Component,
                    drift: Drift, seed: int) -> Artifact:
     method = METHODS.get(method_spec.name)
-    options = build_options(MethodOptions, method_spec.options, f"method {method_spec.name}")
-    train_drift = training_drift(drift)
+    options = method_options(method_spec)
+    train_drift = drift.for_training()
     checkpoint = checkpoint_file(method.name, options.checkpoint, drift)
     if checkpoint is not None:
         return loaded_checkpoint_stage(ctx, base, method, options, checkpoint)
@@ -165,7 +158,7 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
     return ctx.store.get_or_build("finetune", STAGE_VERSIONS["finetune"], config, [data_art, base], build)
 
 
-def loaded_checkpoint_stage(ctx: Context, base: Artifact, method, options: MethodOptions, path: Path) -> Artifact:
+def loaded_checkpoint_stage(ctx: Context, base: Artifact, method, options: TrainingOptions, path: Path) -> Artifact:
     """A model trained elsewhere: its tensors, checked to load into this base model, keyed by their SHA-256
     (the same file gives the same artifact whatever the path or drift)."""
     digest = sha256_file(path)
@@ -198,14 +191,10 @@ def load_finetuned(ctx: Context, base: Artifact, ft: Artifact, method_name: str)
 # --- generation ------------------------------------------------------------------------------------
 
 
-def sampling_drift(drift: Drift) -> Drift:
-    if drift.is_zero or drift.sample == "none":
-        return NO_DRIFT
-    return Drift(drift.delta, train="none", sample=drift.sample)
 
 
-def editor_options(editor_spec: Component) -> EditorOptions:
-    return build_options(EditorOptions, editor_spec.options, f"editor {editor_spec.name}")
+def editor_options(editor_spec: Component) -> SamplingOptions:
+    return EDITORS.options(editor_spec.name, editor_spec.options)
 
 
 def editor_trains(editor_spec: Component) -> bool:
@@ -260,7 +249,7 @@ def build_generate(rt, node, up: dict) -> Artifact:
         table = load_table(data_art).split(split)
         plan = editor.plan(dataset, table, bool(data_art.meta.get("has_counterfactuals")))
         with inference_precision(ctx.device, ctx.precision):
-            out = generate(editor, parts, dataset, table, plan, sample_drift, options, seed, ctx.quiet)
+            out = generate(editor, parts, dataset, table, plan, EditSettings(sample_drift, options, seed), ctx.quiet)
         np.savez(tmp / "generated.npz", images=out.images.astype(np.float32), latents=out.latents.astype(np.float32),
                  source_index=plan.source_index, truth_index=plan.truth_index)
         (tmp / "prompts.json").write_text(json.dumps(list(out.prompts)))
@@ -297,7 +286,7 @@ def truth_images(data_art: Artifact, gen: Artifact, split: str = "test") -> np.n
 
 def latents_stage(ctx: Context, data_art: Artifact, base: Artifact, split: str = "test") -> Artifact:
     def build(tmp: Path) -> dict:
-        from ldbench.generate.sampling import encode_images
+        from ldbench.models.sampling import encode_images
 
         parts = load_base(ctx, base)
         images = load_table(data_art).split(split).images

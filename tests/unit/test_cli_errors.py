@@ -60,6 +60,8 @@ def _cases(root: Path) -> dict[str, list[str]]:
         "empty_base_model": run("--suite", "smoke", "--base-model", str(root / "empty_model"), "--quiet",
                                 tag="-model"),
         "unknown_method": run("--suite", str(root / "unknown_method.yaml")),
+        "misspelled_method_option": run("--suite", "smoke", "--set", "methods=[{name: lora, options: {lora_rnak: 4}}]",
+                                        tag="-opt"),
         "missing_inception": run("--suite", "smoke", "--set", "evaluation.extractors=[inception]",
                                  "--inception-weights", str(root / "missing.pth"), tag="-inc1"),
         "wrong_hash_inception": run("--suite", "smoke", "--set", "evaluation.extractors=[inception]",
@@ -196,3 +198,10 @@ def test_missing_inception_weights_name_the_flag(results):
 
 def test_inception_weights_with_another_hash_are_refused(results):
     assert_user_error(results["wrong_hash_inception"], "fake-inception.pth", "--allow-unverified-weights")
+
+
+def test_misspelled_method_option_fails_at_load_naming_it_and_the_valid_keys(results):
+    r = results["misspelled_method_option"]
+    assert_user_error(r, "methods[0] (lora)", "lora_rnak", "valid:", "lora_rank", "steps")
+    assert not (results["_root"] / "cache-opt").exists() and not (results["_root"] / "out-opt").exists()
+    assert list(r.workdir.iterdir()) == []  # no dataset, model or report work began

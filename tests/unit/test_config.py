@@ -301,3 +301,27 @@ def test_paper_suite_names_every_missing_path_and_expands_them(monkeypatch, tmp_
     assert suite.evaluation.extractors == ["inception"]
     assert {m.name for m in suite.methods} == {"textual-inversion", "dreambooth", "custom-diffusion", "finetune"}
     assert len(load_suite("paper", expand_env=False).cells()) == len(suite.cells())
+
+
+@pytest.mark.parametrize("override, words", [
+    ("methods=[{name: lora, options: {lora_rnak: 4}}]", ("methods[0] (lora)", "lora_rnak", "lora_rank", "steps")),
+    # a key only another method has is refused too: options belong to one component
+    ("methods=[{name: lora, options: {placeholder_token: x}}]", ("methods[0] (lora)", "placeholder_token")),
+    ("editors=[{name: text2img, options: {strength: 0.5}}]", ("editors[0] (text2img)", "strength", "guidance_scale")),
+    ("editors=[{name: sdedit, options: {age_format: words}}]", ("editors[0] (sdedit)", "age_format", "strength")),
+])
+def test_component_options_are_checked_at_load_per_component(override, words):
+    import time
+
+    load_suite("smoke")  # imports done: what is timed below is the checking alone
+    start = time.perf_counter()
+    with pytest.raises(UserError) as err:
+        load_suite("smoke", [override])
+    assert time.perf_counter() - start < 1.0
+    message = str(err.value)
+    assert all(w in message for w in words), message
+
+
+def test_every_shipped_suite_has_valid_component_options():
+    for name in available_suites():
+        load_suite(name, expand_env=False)

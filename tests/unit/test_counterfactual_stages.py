@@ -32,9 +32,9 @@ def test_identity_edit_scores_perfect_identity_composition_and_reversibility(mon
 
     calls = []
 
-    def identity(editor, parts, dataset, images, source_rows, target_rows, drift, opts, seed, quiet=False, desc=None):
-        calls.append((len(images), seed))
-        return images.copy(), None, [""] * len(images)
+    def identity(editor, parts, dataset, request, settings, quiet=False, desc=None):
+        calls.append((len(request.images), settings.seed))
+        return request.images.copy(), None, [""] * len(request.images)
 
     monkeypatch.setattr(generate, "run_edits", identity)
     rng = np.random.default_rng(0)

@@ -8,8 +8,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
 
 from ldbench.drift import NO_DRIFT, Drift, after_step, initial_latents, training_inputs
 from ldbench.errors import UserError
-from ldbench.generate.sampling import text_to_latents
-from ldbench.models import make_sampler
+from ldbench.models.samplers import make_sampler
+from ldbench.models.sampling import text_to_latents
 
 
 def _pipeline(parts, scheduler):
@@ -130,3 +130,16 @@ def test_bad_drift_values_are_user_errors():
         Drift.from_dict({"delta": 0.1, "placement": "x"})
     with pytest.raises(UserError, match="channels"):
         Drift((0.1, 0.2), sample="init").delta_like(torch.zeros(1, 4, 2, 2))
+
+
+@pytest.mark.parametrize("drift, training, sampling", [
+    (Drift(0.1, train="noise", sample="every-step", note="tuned"), Drift(0.1, train="noise", sample="none"),
+     Drift(0.1, train="none", sample="every-step")),
+    (Drift(0.0, train="noise", sample="init"), NO_DRIFT, NO_DRIFT),
+    (Drift(0.2, train="none", sample="init"), NO_DRIFT, Drift(0.2, train="none", sample="init")),
+    (Drift((0.1, 0.0, 0.0, 0.0), train="latent", sample="none"), Drift((0.1, 0.0, 0.0, 0.0), train="latent",
+                                                                       sample="none"), NO_DRIFT),
+])
+def test_drift_says_what_happens_in_training_and_in_sampling(drift, training, sampling):
+    assert drift.for_training() == training and drift.for_sampling() == sampling
+    assert drift.for_training().note == "" and drift.for_sampling().to_dict() == sampling.to_dict()

@@ -8,10 +8,10 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 from ldbench.drift import NO_DRIFT, Drift
-from ldbench.drift.pipelines import drift_kwargs
+from ldbench.drift.pipelines import Img2ImgStart, drift_kwargs
 from ldbench.errors import UserError
-from ldbench.generate.sampling import edit_latents, text_to_latents
-from ldbench.models import make_sampler
+from ldbench.models.samplers import make_sampler
+from ldbench.models.sampling import Chain, edit_latents, text_to_latents
 
 PROMPTS = ["brain mri, 70 year old, alzheimer's disease", "a photo of a cat"]
 DRIFTS = [Drift(0.1, train="noise", sample="init"), Drift(-0.2, train="noise", sample="every-step"),
@@ -41,13 +41,12 @@ def test_text_to_image_equals_ldbench_sampling(tiny_parts, sampler, drift):
 def test_img2img_equals_ldbench_sdedit(tiny_parts, drift):
     size = tiny_parts["unet"].config.sample_size
     source = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(1))
-    ours = edit_latents(tiny_parts, make_sampler("ddim", tiny_parts["scheduler"]), source, PROMPTS, drift, steps=10,
-                        strength=0.6, guidance_scale=3.0, generator=torch.Generator().manual_seed(5))
+    ours = edit_latents(tiny_parts, make_sampler("ddim", tiny_parts["scheduler"]), source, PROMPTS, drift,
+                        Chain(steps=10, strength=0.6, guidance_scale=3.0), generator=torch.Generator().manual_seed(5))
     pipe = StableDiffusionImg2ImgPipeline(**_parts_kwargs(tiny_parts, "ddim"))
     pipe.set_progress_bar_config(disable=True)
     g = torch.Generator().manual_seed(5)
-    kwargs = drift_kwargs(pipe, drift, len(PROMPTS), generator=g, source_latents=source, num_inference_steps=10,
-                          strength=0.6)
+    kwargs = drift_kwargs(pipe, drift, len(PROMPTS), generator=g, img2img=Img2ImgStart(source, 10, 0.6))
     theirs = pipe(PROMPTS, num_inference_steps=10, strength=0.6, guidance_scale=3.0, output_type="latent",
                   generator=g, **kwargs).images
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-5)  # one float64 rescaling of the start point
@@ -73,8 +72,8 @@ class _AgedCaptions:
 def test_instruct_pix2pix_equals_ldbench_instruct_editor(tiny_parts, drift):
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
-    from ldbench.generate import EditorOptions
-    from ldbench.generate.instruct import KEY, Instruct, widen_unet
+    from ldbench.generate import EditBatch
+    from ldbench.generate.instruct import KEY, Instruct, InstructOptions, widen_unet
 
     wide = widen_unet(tiny_parts["unet"])
     with torch.no_grad():  # a trained model reads the source: give the image channels weight
@@ -84,9 +83,9 @@ def test_instruct_pix2pix_equals_ldbench_instruct_editor(tiny_parts, drift):
     size = tiny_parts["unet"].config.sample_size
     source = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(1))
     rows = [{"age": 72}, {"age": 80}]
-    opts = EditorOptions(steps=6, guidance_scale=3.0, image_guidance_scale=1.5)
-    ours, prompts = Instruct().edit(parts, _AgedCaptions(), source, rows, rows, drift, opts,
-                                    torch.Generator().manual_seed(4))
+    opts = InstructOptions(steps=6, guidance_scale=3.0, image_guidance_scale=1.5)
+    batch = EditBatch(source, rows, rows, drift, opts, torch.Generator().manual_seed(4))
+    ours, prompts = Instruct().edit(parts, _AgedCaptions(), batch)
     pipe = StableDiffusionInstructPix2PixPipeline(**{**_parts_kwargs(tiny_parts, "ddim"), "unet": wide})
     pipe.set_progress_bar_config(disable=True)
     g = torch.Generator().manual_seed(4)

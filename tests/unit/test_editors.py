@@ -13,15 +13,20 @@ import torch
 from ldbench.data import create_dataset
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
-from ldbench.generate import EDITORS, EditorOptions, EditPlan, generate, run_edits
-from ldbench.generate.instruct import age_prompt, number_words, widen_unet
-from ldbench.generate.sampling import decode_latents, edit_latents, encode_images, text_to_latents
-from ldbench.methods import prompt_for
-from ldbench.methods.loop import tokenize
-from ldbench.models import make_sampler
+from ldbench.generate import EDITORS, EditBatch, EditPlan, EditRequest, EditSettings, generate, run_edits
+from ldbench.generate.instruct import InstructOptions, age_prompt, number_words, widen_unet
+from ldbench.generate.sdedit import StrengthOptions
+from ldbench.models.samplers import make_sampler
+from ldbench.models.sampling import Chain, decode_latents, edit_latents, encode_images, text_to_latents
+from ldbench.models.text import prompt_for, tokenize
 
 EVERY_STEP = Drift(0.2, train="none", sample="every-step")
-FAST = EditorOptions(steps=3, batch_size=3)
+FAST = {name: EDITORS.options(name, {"steps": 3, "batch_size": 3}) for name in EDITORS.names()}
+
+
+def _edits(editor, parts, dataset, images, rows, targets, drift, opts, seed):
+    return run_edits(editor, parts, dataset, EditRequest(images, rows, targets), EditSettings(drift, opts, seed),
+                     quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +107,13 @@ def test_age_prompt_needs_an_age_in_the_caption():
         age_prompt(NoAge(), {}, "number")
 
 
-@pytest.mark.parametrize("bad", [{"age_format": "decades"}, {"sampler": "euler"}, {"strength": 1.5},
-                                 {"steps": 0}, {"instruct_lr": 0.0}])
-def test_bad_options_are_user_errors(bad):
+@pytest.mark.parametrize("name, bad", [("instruct", {"age_format": "decades"}), ("text2img", {"sampler": "euler"}),
+                                       ("sdedit", {"strength": 1.5}), ("inversion-edit", {"steps": 0}),
+                                       ("instruct", {"instruct_lr": 0.0})])
+def test_bad_options_are_user_errors(name, bad):
     key = next(iter(bad))
     with pytest.raises(UserError, match=key):
-        EditorOptions(**bad)
+        EDITORS.options(name, bad)
 
 
 def _legacy(parts, dataset, table, drift, opts, seed, name):
@@ -124,8 +130,8 @@ def _legacy(parts, dataset, table, drift, opts, seed, name):
         z = [text_to_latents(parts, scheduler, prompts[s], drift, opts.steps, opts.guidance_scale, gen) for s in batches]
     else:
         source = encode_images(parts, torch.from_numpy(table.images))
-        z = [edit_latents(parts, scheduler, source[s], prompts[s], drift, opts.steps, opts.strength,
-                          opts.guidance_scale, gen) for s in batches]
+        chain = Chain(opts.steps, opts.strength, opts.guidance_scale)
+        z = [edit_latents(parts, scheduler, source[s], prompts[s], drift, chain, gen) for s in batches]
     z = torch.cat(z)
     return decode_latents(parts, z).numpy(), z.numpy(), prompts
 
@@ -136,8 +142,9 @@ def test_same_numbers_as_before_plans(tiny_parts, brain, name, drift):
     dataset, table = brain
     table = table.select(np.arange(5))  # two batches of 3 and 2
     editor = EDITORS.get(name)
-    out = generate(editor, tiny_parts, dataset, table, editor.plan(dataset, table, True), drift, FAST, seed=3)
-    images, latents, prompts = _legacy(tiny_parts, dataset, table, drift, FAST, 3, name)
+    plan = editor.plan(dataset, table, True)
+    out = generate(editor, tiny_parts, dataset, table, plan, EditSettings(drift, FAST[name], 3))
+    images, latents, prompts = _legacy(tiny_parts, dataset, table, drift, FAST[name], 3, name)
     assert np.array_equal(out.images, images) and np.array_equal(out.latents, latents)
     assert list(out.prompts) == prompts and out.plan.changes == (() if name == "text2img" else ("diagnosis",))
 
@@ -149,14 +156,14 @@ def test_run_edits_shapes_and_determinism(tiny_parts, brain, name):
     rows = [table.row(i) for i in range(2)]
     targets = [dataset.counterfactual_row(r) for r in rows]
     images = table.images[:2] if editor.needs_source else None
-    first = run_edits(editor, tiny_parts, dataset, images, rows, targets, EVERY_STEP, FAST, seed=5, quiet=True)
-    again = run_edits(editor, tiny_parts, dataset, images, rows, targets, EVERY_STEP, FAST, seed=5, quiet=True)
+    first = _edits(editor, tiny_parts, dataset, images, rows, targets, EVERY_STEP, FAST[name], 5)
+    again = _edits(editor, tiny_parts, dataset, images, rows, targets, EVERY_STEP, FAST[name], 5)
     out, z, prompts = first
     assert out.shape == (2, 64, 64) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
     assert z.shape == (2, 4, 16, 16) and prompts == [dataset.caption(t) for t in targets]
     assert all(np.array_equal(a, b) for a, b in zip(first[:2], again[:2], strict=True))
     if name != "inversion-edit":  # inversion-edit is deterministic: no noise is drawn
-        other = run_edits(editor, tiny_parts, dataset, images, rows, targets, EVERY_STEP, FAST, seed=6, quiet=True)
+        other = _edits(editor, tiny_parts, dataset, images, rows, targets, EVERY_STEP, FAST[name], 6)
         assert not np.array_equal(other[1], z)
 
 
@@ -174,11 +181,11 @@ def test_inversion_reconstructs_far_better_than_sdedit(tiny_parts, brain, streng
     dataset, table = brain
     rows = [table.row(i) for i in range(2)]
     source = _smooth_latents(2)
-    opts = EditorOptions(steps=20, guidance_scale=1.0, strength=strength)
+    opts = StrengthOptions(steps=20, guidance_scale=1.0, strength=strength)
     err = {}
     for name in ("inversion-edit", "sdedit"):
-        z, _ = EDITORS.get(name).edit(tiny_parts, dataset, source, rows, rows, NO_DRIFT, opts,
-                                      torch.Generator().manual_seed(0))
+        batch = EditBatch(source, rows, rows, NO_DRIFT, opts, torch.Generator().manual_seed(0))
+        z, _ = EDITORS.get(name).edit(tiny_parts, dataset, batch)
         err[name] = float((z - source).pow(2).mean().sqrt())
     assert err["inversion-edit"] < 0.15 * err["sdedit"]
     if strength == 0.5:
@@ -206,8 +213,8 @@ def test_inversion_undoes_the_drift_of_every_sampling_step(tiny_parts, brain, dr
     parts = {**tiny_parts, "unet": ZeroNoiseUNet()}
     rows = [table.row(0), table.row(1)]
     source = _smooth_latents(2)
-    z, _ = EDITORS.get("inversion-edit").edit(parts, dataset, source, rows, rows, drift,
-                                              EditorOptions(steps=10, strength=1.0), torch.Generator())
+    batch = EditBatch(source, rows, rows, drift, StrengthOptions(steps=10, strength=1.0), torch.Generator())
+    z, _ = EDITORS.get("inversion-edit").edit(parts, dataset, batch)
     torch.testing.assert_close(z, source, rtol=1e-4, atol=1e-4)
 
 
@@ -215,8 +222,8 @@ def test_inversion_edit_needs_ddim(tiny_parts, brain):
     dataset, table = brain
     rows = [table.row(0)]
     with pytest.raises(UserError, match="use sampler: ddim"):
-        run_edits(EDITORS.get("inversion-edit"), tiny_parts, dataset, table.images[:1], rows, rows, NO_DRIFT,
-                  EditorOptions(sampler="ddpm", steps=2), seed=0, quiet=True)
+        _edits(EDITORS.get("inversion-edit"), tiny_parts, dataset, table.images[:1], rows, rows, NO_DRIFT,
+               StrengthOptions(sampler="ddpm", steps=2), 0)
 
 
 @torch.no_grad()
@@ -240,12 +247,12 @@ def test_widened_unet_equals_the_original_at_step_zero(tiny_parts):
 def test_instruct_trains_applies_and_edits(tiny_parts, brain):
     dataset, table = brain
     editor = EDITORS.get("instruct")
-    opts = EditorOptions(steps=3, batch_size=2, instruct_steps=3, instruct_lr=1e-3, age_format="words")
+    opts = InstructOptions(steps=3, batch_size=2, instruct_steps=3, instruct_lr=1e-3, age_format="words")
     parts = copy.deepcopy(tiny_parts)
     test = table.split("test")
     plan = editor.plan(dataset, test, True)
     with pytest.raises(RuntimeError, match="no trained image-conditioned UNet"):
-        generate(editor, parts, dataset, test, plan, NO_DRIFT, opts, seed=0)
+        generate(editor, parts, dataset, test, plan, EditSettings(NO_DRIFT, opts, 0))
 
     train_drift = Drift(0.1, train="noise", sample="every-step")
     tensors, losses = editor.train(parts, dataset, table.split("train"), train_drift, opts, seed=0, quiet=True)
@@ -261,11 +268,11 @@ def test_instruct_trains_applies_and_edits(tiny_parts, brain):
     editor.apply(fresh, tensors)
     torch.testing.assert_close(_unet_out(fresh["instruct_unet"], fresh, image), trained, rtol=0, atol=0)
 
-    out = generate(editor, fresh, dataset, test, plan, EVERY_STEP, opts, seed=0)
+    out = generate(editor, fresh, dataset, test, plan, EditSettings(EVERY_STEP, opts, 0))
     assert out.images.shape == (len(plan), 64, 64) and np.isfinite(out.latents).all()
     assert out.prompts == tuple(age_prompt(dataset, r, "words") for r in plan.target_rows)
     assert "year old" in out.prompts[0] and not any(c.isdigit() for c in out.prompts[0])
-    again = generate(editor, parts, dataset, test, plan, EVERY_STEP, opts, seed=0)
+    again = generate(editor, parts, dataset, test, plan, EditSettings(EVERY_STEP, opts, 0))
     assert np.array_equal(again.latents, out.latents)
 
 

@@ -4,17 +4,24 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from ldbench.config import Component
 from ldbench.drift import Drift
-from ldbench.methods import METHODS, MethodOptions, prompt_for
-from ldbench.methods.loop import TrainData, tokenize
+from ldbench.methods import METHODS, method_options
+from ldbench.models.text import prompt_for, tokenize
+from ldbench.models.training import TrainData
 
 CAPTIONS = ("brain mri, 70 year old, cognitively normal", "brain mri, 72 year old, alzheimer's disease")
-OPTIONS = MethodOptions(steps=2, batch_size=2, lr=1e-2, num_class_images=2, class_sample_steps=2)
+COMMON = {"steps": 2, "batch_size": 2, "lr": 1e-2}
+OPTIONS = {name: method_options(Component(name, COMMON)) for name in METHODS.names()}
+OPTIONS["dreambooth"] = method_options(Component("dreambooth", {**COMMON, "num_class_images": 2,
+                                                                "class_sample_steps": 2}))
+TOKEN = OPTIONS["textual-inversion"].placeholder_token
 DRIFT = Drift(0.1, train="noise", sample="none")
 
 
@@ -37,8 +44,8 @@ def trained(tiny_parts, tmp_path_factory):
     def get(name: str):
         if name not in out:
             parts = copy.deepcopy(tiny_parts)
-            tensors, losses = METHODS.get(name).train(parts, _data(), DRIFT, OPTIONS, seed=0, quiet=True)
-            assert len(losses) == OPTIONS.steps and all(torch.isfinite(torch.tensor(losses)))
+            tensors, losses = METHODS.get(name).train(parts, _data(), DRIFT, OPTIONS[name], seed=0, quiet=True)
+            assert len(losses) == OPTIONS[name].steps and all(torch.isfinite(torch.tensor(losses)))
             path = tmp_path_factory.mktemp(name) / "trained.safetensors"
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))  # as the finetune stage
             out[name] = (parts, load_file(str(path)))
@@ -83,11 +90,12 @@ def test_textual_inversion_trains_only_the_new_row(tiny_parts, trained):
     new = _embedding(parts)
     assert new.shape[0] == old.shape[0] + 1
     assert torch.equal(new[: len(old)], old)  # every other embedding row bit-identical
-    token_id = parts["tokenizer"].convert_tokens_to_ids(OPTIONS.placeholder_token)
-    assert list(saved) == [OPTIONS.placeholder_token] and saved[OPTIONS.placeholder_token].shape == (1, old.shape[1])
-    init = old[parts["tokenizer"](OPTIONS.initializer_token, add_special_tokens=False).input_ids].mean(0)
+    token_id = parts["tokenizer"].convert_tokens_to_ids(TOKEN)
+    assert list(saved) == [TOKEN] and saved[TOKEN].shape == (1, old.shape[1])
+    initializer = OPTIONS["textual-inversion"].initializer_token
+    init = old[parts["tokenizer"](initializer, add_special_tokens=False).input_ids].mean(0)
     assert not torch.equal(new[token_id], init)  # and the new one trained
-    assert prompt_for(parts, "brain mri").startswith(OPTIONS.placeholder_token)
+    assert prompt_for(parts, "brain mri").startswith(TOKEN)
 
 
 def test_custom_diffusion_trains_only_kv_and_its_token(tiny_parts, trained):
@@ -100,7 +108,7 @@ def test_custom_diffusion_trains_only_kv_and_its_token(tiny_parts, trained):
     assert kv and changed == kv | {EMBEDDING}
     old = before[EMBEDDING]
     assert torch.equal(_embedding(parts)[: len(old)], old)
-    assert set(saved) == kv | {OPTIONS.placeholder_token}
+    assert set(saved) == kv | {TOKEN}
 
 
 def test_lora_trains_only_adapters(tiny_parts, trained):
@@ -116,13 +124,14 @@ def test_lora_trains_only_adapters(tiny_parts, trained):
 def test_dreambooth_loss_has_a_prior_term(tiny_parts):
     method = METHODS.get("dreambooth")
     parts = copy.deepcopy(tiny_parts)
-    data = method.prepare(parts, _data(), OPTIONS, seed=0, quiet=True)
+    options = OPTIONS["dreambooth"]
+    data = method.prepare(parts, _data(), options, seed=0, quiet=True)
     assert data.prior is not None and set(data.prior.captions) == {"brain mri"}  # class prompt from captions
-    assert len(data.prior.captions) == OPTIONS.num_class_images
+    assert len(data.prior.captions) == options.num_class_images
     first = {}
     for w in (0.0, 1.0, 2.0):
-        options = MethodOptions(**{**OPTIONS.__dict__, "steps": 1, "prior_loss_weight": w})
-        first[w] = method.train(copy.deepcopy(tiny_parts), data, DRIFT, options, seed=0, quiet=True)[1][0]
+        weighted = dataclasses.replace(options, steps=1, prior_loss_weight=w)
+        first[w] = method.train(copy.deepcopy(tiny_parts), data, DRIFT, weighted, seed=0, quiet=True)[1][0]
     prior_term = first[1.0] - first[0.0]
     assert prior_term > 0 and first[2.0] - first[0.0] == pytest.approx(2 * prior_term, rel=1e-4)
 
@@ -168,10 +177,10 @@ def test_loads_into_a_plain_diffusers_pipeline(tiny_parts, trained, name):
 
 
 def test_five_methods_suite_loads():
-    from ldbench.config import build_options, load_suite
+    from ldbench.config import load_suite
 
     suite = load_suite("methods")
     assert sorted(c.name for c in suite.methods) == sorted(METHODS.names())
     assert len(suite.cells()) == 5 * 2 * 2
-    for m in suite.methods:  # every method's options are valid MethodOptions
-        build_options(MethodOptions, m.options, m.name)
+    for m in suite.methods:  # every method's options are valid options of that method
+        assert isinstance(method_options(m), METHODS.get(m.name).options_class)

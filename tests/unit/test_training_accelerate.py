@@ -15,16 +15,22 @@ import torch.nn.functional as F
 
 from ldbench.drift import NO_DRIFT, Drift, training_inputs
 from ldbench.errors import UserError
-from ldbench.methods import METHODS, MethodOptions
-from ldbench.methods.loop import CAPTION_DROPOUT, TrainData, tokenize, train_denoiser
-from ldbench.methods.tokens import KeepOtherRows, add_token, prefix_prompt
+from ldbench.methods import METHODS, TrainingOptions
+from ldbench.models.text import KeepOtherRows, add_token, prefix_prompt, tokenize
+from ldbench.models.training import CAPTION_DROPOUT, TrainConfig, TrainData
+from ldbench.models.training import train_denoiser as _loop
 
 CAPTIONS = ("brain mri, 70 year old, cognitively normal", "brain mri, 72 year old, alzheimer's disease")
 DRIFT = Drift(0.1, train="noise", sample="none")
 
 
+def train_denoiser(parts, data, trainable, *, drift, after_step=None, **config):
+    """The shared loop with its TrainConfig written as keywords."""
+    return _loop(parts, data, trainable, drift, TrainConfig(**config), after_step=after_step)
+
+
 # ---------------------------------------------------------------------------------------------------
-# The loop as it was before accelerate (ldbench/methods/loop.py), kept verbatim as the reference.
+# The loop as it was before accelerate (then ldbench/methods/loop.py), kept verbatim as the reference.
 # `_old_draw` is its per-step random draw, split out only so the accumulation test can reuse it.
 
 def _old_draw(data, prior, caption_index, prior_index, empty, gen, batch_size, n_train, drift, scheduler):
@@ -241,7 +247,7 @@ def test_fp16_on_cpu_is_a_user_error_before_training(tiny_parts):
 def test_bad_options_are_user_errors_naming_the_value(bad):
     ((name, value),) = bad.items()
     with pytest.raises(UserError, match=name) as err:
-        MethodOptions(**bad)
+        TrainingOptions(**bad)
     assert repr(value) in str(err.value) and "\n" not in str(err.value)
 
 
@@ -252,12 +258,13 @@ def test_every_method_passes_the_options_through(tiny_parts, monkeypatch, name):
     module = importlib.import_module(f"ldbench.methods.{name.replace('-', '_')}")
     seen = {}
 
-    def fake(parts, data, trainable, **kwargs):
-        seen.update(kwargs)
-        return [0.0] * kwargs["steps"]
+    def fake(parts, data, trainable, drift, config, after_step=None):
+        seen.update(vars(config))
+        return [0.0] * config.steps
 
     monkeypatch.setattr(module, "train_denoiser", fake)
-    options = MethodOptions(steps=2, batch_size=2, mixed_precision="bf16", gradient_accumulation_steps=3)
+    options = METHODS.options(name, {"steps": 2, "batch_size": 2, "mixed_precision": "bf16",
+                                     "gradient_accumulation_steps": 3})
     METHODS.get(name).train(copy.deepcopy(tiny_parts), _data(), DRIFT, options, seed=0, quiet=True)
     assert seen["mixed_precision"] == "bf16" and seen["gradient_accumulation_steps"] == 3
     assert seen["gradient_checkpointing"] == "auto"
@@ -291,11 +298,11 @@ def test_gradient_checkpointing_gives_the_same_losses_and_weights(tiny_parts, ki
 def test_checkpointing_auto_is_on_for_cuda_only_and_attention_is_sdpa(tiny_parts):
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    from ldbench.methods.loop import use_checkpointing
+    from ldbench.models.training import use_checkpointing
 
     assert not use_checkpointing("auto", torch.device("cpu")) and use_checkpointing("auto", torch.device("cuda"))
     assert use_checkpointing(True, torch.device("cpu")) and not use_checkpointing(False, torch.device("cuda"))
     # torch's scaled_dot_product_attention (memory-efficient / flash kernels on CUDA) is the default attention
     assert all(isinstance(p, AttnProcessor2_0) for p in tiny_parts["unet"].attn_processors.values())
     with pytest.raises(UserError, match="gradient_checkpointing"):
-        MethodOptions(gradient_checkpointing="yes")
+        TrainingOptions(gradient_checkpointing="yes")

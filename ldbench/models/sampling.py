@@ -3,16 +3,21 @@
 The loop mirrors diffusers' StableDiffusionPipeline (same random draws in the same order, same
 classifier-free guidance), so with δ = 0 it returns exactly what the pipeline returns; the only
 additions are ldbench.drift's two hooks: the initial latents and the per-step mean shift (Eq. 4).
+Every editor samples through `denoise`; what one step's noise prediction is (text guidance, or
+InstructPix2Pix's two-way guidance) is its one hook, a `Guidance`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ldbench.drift import Drift, after_step, forward_noised, initial_latents
 from ldbench.errors import UserError
-from ldbench.methods.loop import tokenize
+from ldbench.models.text import tokenize
 
 
 @torch.no_grad()
@@ -26,18 +31,40 @@ def encode_prompts(parts: dict, prompts: list[str], guidance_scale: float) -> to
     return torch.cat([uncond, cond])
 
 
+class Guidance(Protocol):
+    def __call__(self, scheduler, latents: torch.Tensor, t) -> torch.Tensor:
+        """The noise prediction ε for `latents` at timestep `t`, guidance applied."""
+        ...
+
+
+@dataclass(frozen=True)
+class TextGuidance:
+    """Classifier-free guidance on the text (Ho & Salimans 2022), as the pipeline: one UNet pass over
+    [unconditional; conditional] when `scale` > 1, ε = ε(∅) + scale (ε(text) − ε(∅)); a plain pass
+    otherwise. `embeddings`: encode_prompts(parts, prompts, scale)."""
+
+    unet: torch.nn.Module
+    embeddings: torch.Tensor
+    scale: float
+
+    def __call__(self, scheduler, latents: torch.Tensor, t) -> torch.Tensor:
+        model_in = torch.cat([latents] * 2) if self.scale > 1.0 else latents
+        model_in = scheduler.scale_model_input(model_in, t)
+        eps = self.unet(model_in, t, encoder_hidden_states=self.embeddings).sample
+        if self.scale > 1.0:
+            uncond, cond = eps.chunk(2)
+            eps = uncond + self.scale * (cond - uncond)
+        return eps
+
+
 @torch.no_grad()
-def denoise(parts: dict, scheduler, latents: torch.Tensor, timesteps, embeddings: torch.Tensor,
-            guidance_scale: float, drift: Drift, generator: torch.Generator | None) -> torch.Tensor:
-    unet = parts["unet"]
+def denoise(scheduler, latents: torch.Tensor, timesteps, guidance: Guidance, drift: Drift,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """The reverse chain over `timesteps` (the scheduler's timesteps already set), with the drift's
+    per-step shift."""
     extra = {"generator": generator} if "generator" in _step_params(scheduler) else {}
     for t in timesteps:
-        model_in = torch.cat([latents] * 2) if guidance_scale > 1.0 else latents
-        model_in = scheduler.scale_model_input(model_in, t)
-        eps = unet(model_in, t, encoder_hidden_states=embeddings).sample
-        if guidance_scale > 1.0:
-            uncond, cond = eps.chunk(2)
-            eps = uncond + guidance_scale * (cond - uncond)
+        eps = guidance(scheduler, latents, t)
         latents = scheduler.step(eps, t, latents, **extra).prev_sample
         latents = after_step(drift, latents)  # Eq. 4: x_{t-1} ~ N(μ_θ(x_t, t) + δ, Σ_θ)
     return latents
@@ -59,37 +86,52 @@ def text_to_latents(parts: dict, scheduler, prompts: list[str], drift: Drift, st
     shape = (len(prompts), unet.config.in_channels, size, size)
     noise = randn_tensor(shape, generator=generator, device=unet.device, dtype=unet.dtype)
     latents = initial_latents(drift, noise, scheduler.init_noise_sigma)
-    embeddings = encode_prompts(parts, prompts, guidance_scale)
-    return denoise(parts, scheduler, latents, scheduler.timesteps, embeddings, guidance_scale, drift, generator)
+    guidance = TextGuidance(unet, encode_prompts(parts, prompts, guidance_scale), guidance_scale)
+    return denoise(scheduler, latents, scheduler.timesteps, guidance, drift, generator)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """An edit's reverse chain: `steps` of the full schedule, the last `strength` fraction of them run
+    (1.0 = from pure noise), text guidance `guidance_scale`."""
+
+    steps: int
+    strength: float
+    guidance_scale: float
+
+    @property
+    def n_run(self) -> int:
+        """How many of the steps run (diffusers' img2img truncation)."""
+        return min(int(self.steps * self.strength), self.steps)
 
 
 @torch.no_grad()
 def edit_latents(parts: dict, scheduler, source_latents: torch.Tensor, prompts: list[str], drift: Drift,
-                 steps: int, strength: float, guidance_scale: float, generator: torch.Generator) -> torch.Tensor:
-    """SDEdit (Meng et al. 2022): noise the source to `strength`, denoise with the target prompt.
+                 chain: Chain, generator: torch.Generator) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022): noise the source to `chain.strength`, denoise with the target prompt.
 
     The same timestep truncation as diffusers' img2img pipeline; the forward noise is drifted like
     z_T (ε' = ε + δ) so an edit starts on the same shifted prior as a text-to-image sample.
     """
+    steps, n_run = chain.steps, chain.n_run
     scheduler.set_timesteps(steps, device=source_latents.device)
-    n_run = min(int(steps * strength), steps)
     timesteps = scheduler.timesteps[steps - n_run:]
     if n_run == 0:
         return source_latents
     noise = randn_tensor(source_latents.shape, generator=generator, device=source_latents.device,
                          dtype=source_latents.dtype)
     start = forward_noised(drift, scheduler, source_latents, noise, timesteps[:1].repeat(len(source_latents)))
-    embeddings = encode_prompts(parts, prompts, guidance_scale)
-    return denoise(parts, scheduler, start, timesteps, embeddings, guidance_scale, drift, generator)
+    guidance = TextGuidance(parts["unet"], encode_prompts(parts, prompts, chain.guidance_scale), chain.guidance_scale)
+    return denoise(scheduler, start, timesteps, guidance, drift, generator)
 
 
 @torch.no_grad()
-def invert_latents(parts: dict, source_latents: torch.Tensor, prompts: list[str], drift: Drift, steps: int,
-                   strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+def invert_latents(parts: dict, source_latents: torch.Tensor, prompts: list[str], drift: Drift,
+                   chain: Chain) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic DDIM inversion (Song et al. 2021; as used by Pix2Pix-Zero, Parmar et al. 2023).
 
     Runs diffusers' DDIMInverseScheduler from z_0 up to the noise level where an SDEdit of the same
-    `steps` and `strength` would start, conditioned on `prompts` without guidance (the source caption,
+    chain would start, conditioned on `prompts` without guidance (the source caption,
     as Pix2Pix-Zero inverts). Returns (x_t, the DDIM timesteps that denoise it back to z_0).
 
     Under the `every-step` placement each reverse step is x_{t-1} = DDIM(x_t) + δ, so the exact inverse
@@ -99,12 +141,11 @@ def invert_latents(parts: dict, source_latents: torch.Tensor, prompts: list[str]
     """
     from diffusers import DDIMInverseScheduler, DDIMScheduler
 
-    unet = parts["unet"]
+    unet, steps, n_run = parts["unet"], chain.steps, chain.n_run  # the same truncation as edit_latents
     sampler = DDIMScheduler.from_config(parts["scheduler"].config)
     inverse = DDIMInverseScheduler.from_config(parts["scheduler"].config)
     sampler.set_timesteps(steps, device=source_latents.device)
     inverse.set_timesteps(steps, device=source_latents.device)
-    n_run = min(int(steps * strength), steps)  # the same truncation as edit_latents
     embeddings = encode_prompts(parts, prompts, 1.0)
     latents = source_latents
     shift = None if drift.is_zero or drift.sample != "every-step" else drift.delta_like(source_latents)
