@@ -21,7 +21,13 @@ RECORD_FIELDS = ("value", "ci95", "n")
 
 def _load(path: str) -> dict:
     p = Path(path)
-    return json.loads((p / "results.json" if p.is_dir() else p).read_text())
+    p = p / "results.json" if p.is_dir() else p
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"compare_runs: {p}: not a readable results.json ({type(exc).__name__}); give a run's --out "
+              "directory", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def differences(a: dict, b: dict) -> list[str]:
