@@ -206,6 +206,12 @@ def _roc_figures(roc: list[dict]) -> list[dict]:
     return figures
 
 
+def _loss_figures(losses: list[dict]) -> list[dict]:
+    """One figure per dataset × method: the loss curve of each of its fine-tunes (one per training drift)."""
+    return [{"title": entry["title"], "src": _data_uri(plots.loss_curves(entry["series"], title=entry["title"]))}
+            for entry in losses if entry.get("series")]
+
+
 # A section longer than this starts folded (<details>), so a large suite's report opens on its summary and
 # section headings instead of hundreds of rows or figures; its count is shown on the fold.
 FOLD_ROWS = 80
@@ -229,6 +235,7 @@ def render_report(inputs: dict) -> str:
         summary_rows=_summary_rows(records, inputs.get("effects", [])),
         sweep_figures=_sweep_figures(records),
         roc_figures=_roc_figures(inputs.get("roc", [])),
+        loss_figures=_loss_figures(inputs.get("losses", [])),
         effect_rows=effects_rows(inputs.get("effects", [])),
         effects_correction=correction_text(inputs.get("effects", [])),
         notes=sorted({n for r in records for n in r["provenance"].get("notes", [])}),

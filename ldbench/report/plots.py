@@ -173,3 +173,30 @@ def validation_figure_png(result: dict) -> bytes:
     fig.suptitle(verdict(result), fontsize=9)
     fig.tight_layout()
     return _png(fig)
+
+
+def loss_curves(series: dict[str, list[float]], window: int = 20, title: str = "") -> bytes:
+    """Training loss per optimizer step of the fine-tunes of one dataset × method, one colour per training
+    drift: each step's loss (thin) and its moving average over `window` steps (thick)."""
+    if not series:
+        raise ValueError("loss_curves: no series")
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    palette = sns.color_palette("colorblind")
+    for i, (label, losses) in enumerate(series.items()):
+        y = np.asarray(losses, dtype=float)
+        x = np.arange(1, len(y) + 1)
+        color = palette[i % len(palette)]
+        ax.plot(x, y, color=color, lw=0.5, alpha=0.35)
+        w = max(1, min(window, len(y)))
+        smooth = np.convolve(y, np.ones(w) / w, mode="valid")
+        ax.plot(x[w - 1:], smooth, color=color, lw=1.6, label=f"{label} (last {w}: {smooth[-1]:.4g})")
+    ax.set_xlabel("optimizer step", fontsize=8)
+    ax.set_ylabel("training loss", fontsize=8)
+    ax.set_yscale("log")
+    ax.tick_params(labelsize=7)
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+

@@ -74,11 +74,25 @@ def write_outputs(suite: Suite, opts, run: RunOutputs, log) -> None:
         ],
         "effects": effects,
         "roc": list(run.roc),
+        "losses": loss_series(generated),
         "environment": env,
         "stage_resources": stage_resources(opts.out_dir / "events.jsonl"),
     }
     atomic_write_text(opts.out_dir / "report.html", render_report(report_inputs))
     log("outputs", files=[*written, "report.html"])
+
+
+def loss_series(generated: list[dict]) -> list[dict]:
+    """Per dataset × method, the loss per step of each fine-tune the cells used (once per training drift);
+    a fine-tune loaded from a checkpoint has none."""
+    groups: dict[str, dict[str, list[float]]] = {}
+    for g in generated:
+        ft, cell = g.get("finetune"), g["cell"]
+        losses = json.loads(ft.file("losses.json").read_text()) if ft is not None else []
+        if losses:
+            title = f"{g['dataset'].name} · {cell.method.name} · seed {cell.seed}"
+            groups.setdefault(title, {})[cell.drift.for_training().label] = losses
+    return [{"title": title, "series": series} for title, series in groups.items()]
 
 
 def stage_resources(events_path: Path) -> list[dict]:

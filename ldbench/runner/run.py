@@ -266,7 +266,8 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, planned_cell: tuple
         records=cell_records, items=collected.items, features=collected.features,
         pairing=stable_hash({"source": gen_arrays["source_index"].tolist(), "plan": stages.load_plan(gen)}),
         stats={rt.extractors[n].name: references[n][0] for n in references})
-    generated = {"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen}
+    generated = {"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen,
+                 "finetune": rt.results[gen_node.up("finetune")]}
     return CellOutput(cell_records, evidence, generated, list(rt.ctx.store.events[first_event:]))
 
 

@@ -153,6 +153,16 @@ def test_report_has_new_sections_with_valid_inline_figures_and_escapes_text():
     assert "&lt;script&gt;window.__pwned" in html and "&lt;img src=x" in html
 
 
+def test_report_shows_each_finetune_loss_curve():
+    losses = [{"title": "synth-brain · finetune · seed 0",
+               "series": {"no LD": list(np.linspace(0.3, 0.1, 50)), "LD δ=0.1 (noise/none)": [0.3] * 50}}]
+    html = render_report({**report_inputs(), "losses": losses})
+    training = html.split('<section id="training">')[1].split("</section>")[0]
+    assert training.count("<img ") == 1 and "synth-brain · finetune · seed 0" in training
+    _assert_png(base64.b64decode(re.findall(r'src="data:image/png;base64,([^"]+)"', training)[0]))
+    assert "No fine-tune trained in this run" in render_report(report_inputs())
+
+
 def test_report_without_sweep_or_roc_says_so():
     inputs = report_inputs()
     inputs["records"] = [r for r in inputs["records"] if r["drift"]["delta"] == 0.0]
