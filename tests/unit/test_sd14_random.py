@@ -35,7 +35,7 @@ def test_seeded_weights_are_deterministic(tmp_path):
     b = build_components(tmp_path / "b", SD14Config(seed=1, **NARROW))
     c = build_components(tmp_path / "c", SD14Config(seed=2, **NARROW))
     for name in ("unet", "vae", "text_encoder"):
-        sa, sb, sc = a[name].state_dict(), b[name].state_dict(), c[name].state_dict()
+        sa, sb, sc = (x.networks()[name].state_dict() for x in (a, b, c))
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
         assert not all(torch.equal(sa[k], sc[k]) for k in sa)
     assert a.unet.config.block_out_channels == (40, 80, 160, 160)  # SD's widths / 8, same blocks
