@@ -37,6 +37,7 @@ import bench_sampling  # noqa: E402
 import bench_train_step  # noqa: E402
 
 from ldbench.methods import METHODS  # noqa: E402
+from ldbench.models import Components  # noqa: E402
 from ldbench.models.training import TrainData  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def train_rows(base: dict, latent: int, args, device: torch.device) -> dict:
+def train_rows(base: Components, latent: int, args, device: torch.device) -> dict:
     g = torch.Generator().manual_seed(1)
     data = TrainData(torch.randn(16, 4, latent, latent, generator=g), torch.full((16, 4, latent, latent), 0.1),
                      tuple(bench_train_step.CAPTIONS[i % 2] for i in range(16)))
@@ -59,12 +60,12 @@ def train_rows(base: dict, latent: int, args, device: torch.device) -> dict:
         options = METHODS.options(name, {"batch_size": args.batch_size, "mixed_precision": args.mixed_precision})
         parts, d, trainable, kwargs = bench_train_step.setup(name, base, data, options)  # a copy, on the CPU
         if args.gradient_checkpointing:
-            parts["unet"].enable_gradient_checkpointing()
+            parts.unet.enable_gradient_checkpointing()
         # The peak counts what one method's stage holds on the card (its model, gradients, optimizer
         # state, activations), not the base model, which stays on the CPU until sampling.
         reset_peak(device)
-        for key in ("vae", "text_encoder", "unet"):
-            parts[key].to(device)  # in place: the trainable parameters stay the same objects
+        for module in parts.networks().values():
+            module.to(device)  # in place: the trainable parameters stay the same objects
         bench_train_step.time_ldbench(parts, d, trainable, kwargs, options, 2)  # warm-up
         peak = peak_memory_gb(device)
         bench_train_step.time_bare(parts, d, trainable, kwargs, options, 2)
@@ -157,8 +158,8 @@ def main() -> None:
     result["train"] = {"batch_size": args.batch_size, "mixed_precision": args.mixed_precision,
                        "gradient_checkpointing": args.gradient_checkpointing,
                        "methods": train_rows(base, args.image_size // 8, args, device)}
-    for key in ("vae", "text_encoder", "unet"):
-        base[key].to(device)
+    for module in base.networks().values():
+        module.to(device)
     print(f"sampling, {args.sample_steps} DDIM steps, guidance 7.5, batch {args.sample_batch}:", flush=True)
     rows = bench_sampling.compare(base, args.sample_batch, args.sample_steps, args.repeats)
     bench_sampling.print_rows(rows)

@@ -20,8 +20,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from ldbench.models import Components
 
 TARGET = 1.02
 PROMPT = "brain mri, 70 year old, alzheimer's disease"
@@ -34,13 +38,13 @@ def drifts():
             "LD every-step": Drift(0.1, train="noise", sample="every-step")}
 
 
-def stock_pipeline(parts: dict):
+def stock_pipeline(parts: Components):
     from diffusers import StableDiffusionPipeline
 
     from ldbench.models.samplers import make_sampler
 
-    pipe = StableDiffusionPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
-                                   unet=parts["unet"], scheduler=make_sampler("ddim", parts["scheduler"]),
+    pipe = StableDiffusionPipeline(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
+                                   unet=parts.unet, scheduler=make_sampler("ddim", parts.scheduler),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -51,14 +55,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ldbench(parts: dict, drift, batch: int, steps: int, guidance: float) -> tuple[float, torch.Tensor]:
+def time_ldbench(parts: Components, drift, batch: int, steps: int, guidance: float) -> tuple[float, torch.Tensor]:
     from ldbench.models.samplers import make_sampler
     from ldbench.models.sampling import text_to_latents
 
-    device = parts["unet"].device
+    device = parts.unet.device
     sync(device)
     start = time.perf_counter()
-    out = text_to_latents(parts, make_sampler("ddim", parts["scheduler"]), [PROMPT] * batch, drift, steps, guidance,
+    out = text_to_latents(parts, make_sampler("ddim", parts.scheduler), [PROMPT] * batch, drift, steps, guidance,
                           torch.Generator().manual_seed(0))
     sync(device)
     return time.perf_counter() - start, out
@@ -76,7 +80,7 @@ def time_pipeline(pipe, drift, batch: int, steps: int, guidance: float) -> tuple
     return time.perf_counter() - start, out
 
 
-def compare(parts: dict, batch: int, steps: int, repeats: int, guidance: float = 7.5) -> list[dict]:
+def compare(parts: Components, batch: int, steps: int, repeats: int, guidance: float = 7.5) -> list[dict]:
     """Per drift placement: median seconds per call of each side, images/s and the ratio ldbench / pipeline."""
     pipe = stock_pipeline(parts)
     rows = []
@@ -118,8 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     parts = build_components(Path(tempfile.mkdtemp(prefix="ldbench-bench-tok-")), seed=0)
-    for key in ("vae", "text_encoder", "unet"):
-        parts[key].eval().requires_grad_(False)
+    for module in parts.networks().values():
+        module.eval().requires_grad_(False)
     print(f"tiny model (random weights), {args.steps} DDIM steps, guidance 7.5, batch {args.batch}, "
           f"{args.threads} threads")
     print_rows(compare(parts, args.batch, args.steps, args.repeats))

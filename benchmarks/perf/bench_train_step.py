@@ -27,6 +27,7 @@ from ldbench.drift import Drift
 from ldbench.methods import METHODS, TrainingOptions
 from ldbench.methods.custom_diffusion import cross_attention_kv
 from ldbench.methods.lora import lora_config
+from ldbench.models import Components
 from ldbench.models.text import KeepOtherRows, add_token, prefix_prompt, tokenize
 from ldbench.models.tiny import build_components
 from ldbench.models.training import TrainConfig, TrainData, train_denoiser
@@ -36,7 +37,7 @@ CAPTIONS = ("brain mri, 70 year old, cognitively normal", "brain mri, 72 year ol
 DRIFT = Drift(0.1, train="noise", sample="none")
 
 
-def setup(name: str, base: dict, data: TrainData, options: TrainingOptions):
+def setup(name: str, base: Components, data: TrainData, options: TrainingOptions):
     """(parts, data, trainable, loop kwargs) for `name`, as the method's own train() sets them up."""
     parts = copy.deepcopy(base)
     kwargs: dict = {}
@@ -44,15 +45,15 @@ def setup(name: str, base: dict, data: TrainData, options: TrainingOptions):
         token_id = add_token(parts, options.placeholder_token, options.initializer_token)
         data = TrainData(data.latent_mean, data.latent_std, tuple(map(prefix_prompt(options.placeholder_token),
                                                                       data.captions)))
-        weight = parts["text_encoder"].get_input_embeddings().weight
-        trainable = [weight] if name == "textual-inversion" else [*cross_attention_kv(parts["unet"]).values(), weight]
+        weight = parts.text_encoder.get_input_embeddings().weight
+        trainable = [weight] if name == "textual-inversion" else [*cross_attention_kv(parts.unet).values(), weight]
         kwargs = {"train_text_encoder": True, "after_step": KeepOtherRows(weight, token_id)}
     elif name == "lora":
         torch.manual_seed(0)
-        parts["unet"].add_adapter(lora_config(options.lora_rank))
-        trainable = [p for n, p in parts["unet"].named_parameters() if "lora_" in n]
+        parts.unet.add_adapter(lora_config(options.lora_rank))
+        trainable = [p for n, p in parts.unet.named_parameters() if "lora_" in n]
     else:
-        trainable = list(parts["unet"].parameters())
+        trainable = list(parts.unet.parameters())
     if name == "dreambooth":
         g = torch.Generator().manual_seed(2)
         shape = (16, *data.latent_mean.shape[1:])
@@ -69,20 +70,20 @@ def sync(module: torch.nn.Module) -> None:
 
 
 def time_ldbench(parts, data, trainable, kwargs, options, steps: int) -> float:
-    sync(parts["unet"])
+    sync(parts.unet)
     start = time.perf_counter()
     after_step = kwargs.get("after_step")
     config = TrainConfig(steps=steps, batch_size=options.batch_size, lr=options.lr, seed=0, quiet=True,
                          mixed_precision=options.mixed_precision,
                          **{k: v for k, v in kwargs.items() if k != "after_step"})
     train_denoiser(parts, data, trainable, DRIFT, config, after_step=after_step)
-    sync(parts["unet"])
+    sync(parts.unet)
     return (time.perf_counter() - start) / steps
 
 
 def time_bare(parts, data, trainable, kwargs, options, steps: int) -> float:
     """The training step as diffusers' example scripts write it, with nothing of ldbench's loop."""
-    unet, text_encoder, scheduler = parts["unet"], parts["text_encoder"], parts["scheduler"]
+    unet, text_encoder, scheduler = parts.unet, parts.text_encoder, parts.scheduler
     train_te = kwargs.get("train_text_encoder", False)
     after_step = kwargs.get("after_step")
     prior = data.prior
@@ -91,7 +92,7 @@ def time_bare(parts, data, trainable, kwargs, options, steps: int) -> float:
     autocast = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[options.mixed_precision]
     sync(unet)
     start = time.perf_counter()
-    ids = tokenize(parts["tokenizer"], data.captions[:1] * b + (prior.captions[:1] * b if prior else ())).to(device)
+    ids = tokenize(parts.tokenizer, data.captions[:1] * b + (prior.captions[:1] * b if prior else ())).to(device)
     for p in [*unet.parameters(), *text_encoder.parameters()]:
         p.requires_grad_(False)
     for p in trainable:

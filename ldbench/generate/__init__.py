@@ -13,6 +13,7 @@ Pix2Pix-Zero, Parmar et al. 2023) and instruct (InstructPix2Pix, Brooks et al. 2
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -22,6 +23,7 @@ import torch
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.drift import Drift
 from ldbench.errors import UserError
+from ldbench.models import Components
 from ldbench.models.samplers import SAMPLERS
 from ldbench.models.sampling import decode_latents, encode_images
 from ldbench.progress import progress_bar
@@ -138,7 +140,7 @@ class Editor(Protocol):
         """What to generate from `table` (one split)."""
         ...
 
-    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+    def edit(self, parts: Components, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
         """One batch: z_0 latents of the edited images and the prompts used."""
         ...
 
@@ -191,15 +193,16 @@ def _check_request(editor: Editor, request: EditRequest) -> None:
         raise ValueError(f"editor {editor.name} needs source images")
 
 
-def _sized(parts: dict, image_size: int) -> dict:
-    """A view of parts whose samples have side `image_size` (the caller's parts stay as they are)."""
-    factor = 2 ** (len(parts["vae"].config.block_out_channels) - 1)
+def _sized(parts: Components, image_size: int) -> Components:
+    """A view of parts whose samples have side `image_size` (a shallow copy: the modules are shared, the
+    caller's parts stay as they are)."""
+    factor = 2 ** (len(parts.vae.config.block_out_channels) - 1)
     if image_size % factor:
         raise UserError(f"image size {image_size} is not a multiple of the autoencoder's factor {factor}")
-    return {**parts, "latent_size": image_size // factor}
+    return dataclasses.replace(parts, latent_size=image_size // factor)
 
 
-def run_edits(editor: Editor, parts: dict, dataset: Dataset, request: EditRequest, settings: EditSettings,
+def run_edits(editor: Editor, parts: Components, dataset: Dataset, request: EditRequest, settings: EditSettings,
               quiet: bool = False, desc: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Batch an editor over arbitrary sources and targets with one seeded generator.
 
@@ -212,7 +215,7 @@ def run_edits(editor: Editor, parts: dict, dataset: Dataset, request: EditReques
     source = None if images is None else encode_images(parts, torch.from_numpy(np.ascontiguousarray(images)))
     if images is None and request.image_size is not None:
         parts = _sized(parts, request.image_size)
-    gen = torch.Generator(device=parts["unet"].device).manual_seed(settings.seed)
+    gen = torch.Generator(device=parts.unet.device).manual_seed(settings.seed)
     latents, prompts = [], []
     for s in progress_bar(_batched(len(request.target_rows), opts.batch_size), desc or editor.name, quiet=quiet):
         batch = EditBatch(None if source is None else source[s], request.source_rows[s], request.target_rows[s],
@@ -224,7 +227,7 @@ def run_edits(editor: Editor, parts: dict, dataset: Dataset, request: EditReques
     return decode_latents(parts, z).numpy(), z.float().cpu().numpy(), prompts
 
 
-def generate(editor: Editor, parts: dict, dataset: Dataset, table: ImageTable, plan: EditPlan,
+def generate(editor: Editor, parts: Components, dataset: Dataset, table: ImageTable, plan: EditPlan,
              settings: EditSettings, quiet: bool = False) -> Generated:
     """run_edits over a plan: sources are rows of `table` (an empty dict where there is none)."""
     index = np.asarray(plan.source_index, dtype=np.int64)

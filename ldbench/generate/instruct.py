@@ -4,16 +4,17 @@ The Latent Drifting paper (Yeganeh et al., CVPR 2025) edits a subject's scan to 
 image-conditioned diffusion model and compares three ways of writing the target age in the prompt;
 this editor reproduces that setup on the benchmark's own (fine-tuned) model.
 
-Model: a copy of parts["unet"] with conv_in widened from C to 2C input channels, the new channels
+Model: a copy of parts.unet with conv_in widened from C to 2C input channels, the new channels
 zero-initialised (so before training it computes exactly what the original UNet computes), reading
-concat(noisy target latent, source latent mean). It is kept in parts["instruct_unet"]: parts["unet"]
+concat(noisy target latent, source latent mean). It is kept in parts.editor_unet: parts.unet
 stays untouched, so every other editor still works on the same parts. Install it after the method's
-own apply (it copies whatever parts["unet"] is then, LoRA adapters included).
+own apply (it copies whatever parts.unet is then, LoRA adapters included).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -26,13 +27,13 @@ from ldbench.data.pairs import longitudinal_pairs
 from ldbench.drift import Drift, initial_latents, training_inputs
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditBatch, EditPlan, SamplingOptions, check_numbers
+from ldbench.models import Components
 from ldbench.models.samplers import make_sampler
 from ldbench.models.sampling import denoise, encode_prompts
 from ldbench.models.text import prompt_for
 from ldbench.models.training import Batch, TrainConfig, TrainData, train_denoiser
 
 AGE_FORMATS = ("binned", "words", "number")
-KEY = "instruct_unet"
 BATCH_SIZE = 16
 # InstructPix2Pix's conditioning dropout (5% each: text only, image only, both), so one model learns
 # the three scores its two-way classifier-free guidance combines.
@@ -200,7 +201,7 @@ class Instruct:
         age_prompt(dataset, targets[0], "number")  # a dataset without ages fails here, before any work
         return EditPlan(source, targets, "split", follow, ("age",))
 
-    def train(self, parts: dict, dataset: Dataset, train_table: ImageTable, drift: Drift, opts: InstructOptions,
+    def train(self, parts: Components, dataset: Dataset, train_table: ImageTable, drift: Drift, opts: InstructOptions,
               seed: int, quiet: bool) -> tuple[dict[str, torch.Tensor], list[float]]:
         """Train the whole widened UNet (AdamW, opts.instruct_lr, opts.instruct_steps steps, batch 16) through
         the methods' loop, Latent Drifting in the forward process; installs it in parts.
@@ -211,33 +212,33 @@ class Instruct:
         position = {int(r): k for k, r in enumerate(used)}
         src = torch.tensor([position[a] for a, _ in pairs])
         tgt = torch.tensor([position[b] for _, b in pairs])
-        vae = parts["vae"]
+        vae = parts.vae
         pixels = torch.from_numpy(train_table.images[used])[:, None].repeat(1, 3, 1, 1) * 2 - 1
         data = TrainData.from_pixels(vae, pixels.to(vae.device, vae.dtype), [""] * len(used))
         batches = PairBatches(data.latent_mean.float().cpu(), data.latent_std.float().cpu(), (src, tgt), prompts)
-        unet = widen_unet(parts["unet"])
+        unet = widen_unet(parts.unet)
         # fp32 and no checkpointing: instruct has no options for them (its numbers predate the shared loop)
         config = TrainConfig(steps=opts.instruct_steps, batch_size=BATCH_SIZE, lr=opts.instruct_lr, seed=seed,
                              gradient_checkpointing=False, desc="instruct", quiet=quiet)
-        losses = train_denoiser({**parts, "unet": unet}, batches, list(unet.parameters()), drift, config)
-        parts[KEY] = unet  # eval mode and frozen again after the loop
+        losses = train_denoiser(dataclasses.replace(parts, unet=unet), batches, list(unet.parameters()), drift, config)
+        parts.editor_unet = unet  # eval mode and frozen again after the loop
         return {k: v.detach().clone() for k, v in unet.state_dict().items()}, losses
 
-    def apply(self, parts: dict, tensors: dict[str, torch.Tensor]) -> None:
-        """Widen parts["unet"] the same way and load the trained state into parts["instruct_unet"]."""
-        unet = widen_unet(parts["unet"])
+    def apply(self, parts: Components, tensors: dict[str, torch.Tensor]) -> None:
+        """Widen parts.unet the same way and load the trained state into parts.editor_unet."""
+        unet = widen_unet(parts.unet)
         unet.load_state_dict(tensors, strict=True)
-        parts[KEY] = unet.eval().requires_grad_(False)
+        parts.editor_unet = unet.eval().requires_grad_(False)
 
     @torch.no_grad()
-    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
-        unet = parts.get(KEY)
+    def edit(self, parts: Components, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+        unet = parts.editor_unet
         if unet is None:
             raise RuntimeError("editor instruct: parts have no trained image-conditioned UNet "
-                               f"(parts[{KEY!r}]); call its train, or apply its saved tensors, first")
+                               "(parts.editor_unet); call its train, or apply its saved tensors, first")
         opts: InstructOptions = batch.options
         prompts = [prompt_for(parts, age_prompt(dataset, row, opts.age_format)) for row in batch.target_rows]
-        scheduler = make_sampler(opts.sampler, parts["scheduler"])
+        scheduler = make_sampler(opts.sampler, parts.scheduler)
         scheduler.set_timesteps(opts.steps, device=unet.device)
         image = batch.source_latents.to(unet.device, unet.dtype)
         noise = randn_tensor(image.shape, generator=batch.generator, device=unet.device, dtype=unet.dtype)

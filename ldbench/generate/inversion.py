@@ -8,6 +8,7 @@ from ldbench.data.base import Dataset, ImageTable
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditBatch, EditPlan
 from ldbench.generate.sdedit import StrengthOptions, counterfactual_plan
+from ldbench.models import Components
 from ldbench.models.samplers import make_sampler
 from ldbench.models.sampling import TextGuidance, denoise, encode_prompts, invert_latents
 from ldbench.models.text import prompt_for
@@ -37,7 +38,7 @@ class InversionEdit:
     def plan(self, dataset: Dataset, table: ImageTable, has_counterfactuals: bool) -> EditPlan:
         return counterfactual_plan(dataset, table, has_counterfactuals)
 
-    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+    def edit(self, parts: Components, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
         opts: StrengthOptions = batch.options
         if opts.sampler != "ddim":  # DDIM inversion inverts DDIM's deterministic step only
             raise UserError(f"editor inversion-edit: sampler {opts.sampler!r} cannot be inverted; use sampler: ddim")
@@ -46,9 +47,9 @@ class InversionEdit:
         inverted, timesteps = invert_latents(parts, batch.source_latents, sources, batch.drift, opts.chain)
         if len(timesteps) == 0:
             return inverted, prompts
-        scheduler = make_sampler("ddim", parts["scheduler"])
+        scheduler = make_sampler("ddim", parts.scheduler)
         scheduler.set_timesteps(opts.steps, device=inverted.device)
-        guidance = TextGuidance(parts["unet"], encode_prompts(parts, prompts, opts.guidance_scale), opts.guidance_scale)
+        guidance = TextGuidance(parts.unet, encode_prompts(parts, prompts, opts.guidance_scale), opts.guidance_scale)
         return denoise(scheduler, inverted, timesteps, guidance, batch.drift, batch.generator), prompts
 
 

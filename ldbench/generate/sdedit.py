@@ -10,6 +10,7 @@ import torch
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditBatch, EditPlan, SamplingOptions, all_rows, check_numbers
+from ldbench.models import Components
 from ldbench.models.samplers import make_sampler
 from ldbench.models.sampling import Chain, edit_latents
 from ldbench.models.text import prompt_for
@@ -63,10 +64,10 @@ class SDEdit:
     def plan(self, dataset: Dataset, table: ImageTable, has_counterfactuals: bool) -> EditPlan:
         return counterfactual_plan(dataset, table, has_counterfactuals)
 
-    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+    def edit(self, parts: Components, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
         prompts = [prompt_for(parts, dataset.caption(row)) for row in batch.target_rows]
         opts: StrengthOptions = batch.options
-        scheduler = make_sampler(opts.sampler, parts["scheduler"])
+        scheduler = make_sampler(opts.sampler, parts.scheduler)
         z = edit_latents(parts, scheduler, batch.source_latents, prompts, batch.drift, opts.chain, batch.generator)
         return z, prompts
 

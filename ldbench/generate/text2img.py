@@ -7,6 +7,7 @@ import torch
 
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.generate import EDITORS, EditBatch, EditPlan, SamplingOptions, all_rows
+from ldbench.models import Components
 from ldbench.models.samplers import make_sampler
 from ldbench.models.sampling import text_to_latents
 from ldbench.models.text import prompt_for
@@ -29,10 +30,10 @@ class Text2Img:
         return EditPlan(np.full(n, -1, dtype=np.int64), tuple(all_rows(table)), "", np.full(n, -1, dtype=np.int64),
                         ())
 
-    def edit(self, parts: dict, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
+    def edit(self, parts: Components, dataset: Dataset, batch: EditBatch) -> tuple[torch.Tensor, list[str]]:
         prompts = [prompt_for(parts, dataset.caption(row)) for row in batch.target_rows]
         opts = batch.options
-        scheduler = make_sampler(opts.sampler, parts["scheduler"])
+        scheduler = make_sampler(opts.sampler, parts.scheduler)
         z = text_to_latents(parts, scheduler, prompts, batch.drift, opts.steps, opts.guidance_scale, batch.generator)
         return z, prompts
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ldbench import validate as v
 from ldbench.errors import UserError
+from ldbench.models import Components
 from ldbench.models.training import TrainConfig, TrainData, check_training_options
 from ldbench.registry import Registry
 
@@ -97,16 +98,16 @@ class Method(Protocol):
     trains: str  # one line: what this method changes in the base model
     options_class: type[TrainingOptions]  # its options (TrainingOptions and its own fields)
 
-    def train(self, parts: dict, data: TrainData, drift: Drift, options: TrainingOptions, seed: int,
+    def train(self, parts: Components, data: TrainData, drift: Drift, options: TrainingOptions, seed: int,
               quiet: bool) -> tuple[dict[str, torch.Tensor], list[float]]:
         """Train in place; return (the trained tensors only, the loss per step)."""
         ...
 
-    def apply(self, parts: dict, trained: dict[str, torch.Tensor]) -> None:
+    def apply(self, parts: Components, trained: dict[str, torch.Tensor]) -> None:
         """Load trained tensors back into freshly loaded base components.
 
         A method whose prompts need a special token (textual-inversion, dreambooth, custom-diffusion)
-        also sets parts["prompt"], a caption -> prompt function, in train and in apply; editors build
+        also sets parts.prompt, a caption -> prompt function, in train and in apply; editors build
         every prompt through `ldbench.models.text.prompt_for(parts, caption)`.
         """
         ...

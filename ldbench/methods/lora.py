@@ -14,6 +14,7 @@ import torch
 
 from ldbench import validate as v
 from ldbench.methods import METHODS, TrainingOptions
+from ldbench.models import Components
 from ldbench.models.training import TrainData, train_denoiser
 
 TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -45,26 +46,26 @@ class LoRA:
     options_class = LoRAOptions
     trains = "LoRA adapters (rank lora_rank) on the UNet attention projections; base weights frozen"
 
-    def train(self, parts, data: TrainData, drift, options: LoRAOptions, seed: int, quiet: bool):
+    def train(self, parts: Components, data: TrainData, drift, options: LoRAOptions, seed: int, quiet: bool):
         from peft import get_peft_model_state_dict
 
-        unet = parts["unet"]
+        unet = parts.unet
         torch.manual_seed(seed)  # the adapters' random init (lora_B starts at zero: no change at step 0)
         unet.add_adapter(lora_config(options.lora_rank))
         trainable = [p for n, p in unet.named_parameters() if "lora_" in n]
         losses = train_denoiser(parts, data, trainable, drift, options.train_config(seed, quiet, "lora"))
         return {k: v.detach().clone() for k, v in get_peft_model_state_dict(unet).items()}, losses
 
-    def apply(self, parts, trained: dict[str, torch.Tensor]) -> None:
+    def apply(self, parts: Components, trained: dict[str, torch.Tensor]) -> None:
         from peft import set_peft_model_state_dict
 
         rank = next(v.shape[0] for k, v in trained.items() if "lora_A" in k)
-        parts["unet"].add_adapter(lora_config(rank))
-        result = set_peft_model_state_dict(parts["unet"], trained)
+        parts.unet.add_adapter(lora_config(rank))
+        result = set_peft_model_state_dict(parts.unet, trained)
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
             raise ValueError(f"lora weights do not match this UNet: unexpected keys {unexpected[:3]}")
-        parts["unet"].eval().requires_grad_(False)
+        parts.unet.eval().requires_grad_(False)
 
 
 METHODS.add("lora", LoRA())

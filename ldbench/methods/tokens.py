@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ldbench.methods import TrainingOptions, check_token
+from ldbench.models import Components
 from ldbench.models.text import KeepOtherRows, add_token, prefix_prompt
 
 
@@ -27,13 +28,13 @@ class TokenOptions(TrainingOptions):
         check_token(self, "placeholder_token", "initializer_token")
 
 
-def with_placeholder(parts: dict, data, options: TokenOptions):
+def with_placeholder(parts: Components, data, options: TokenOptions):
     """The shared setup of the token methods: add options.placeholder_token (initialised from
     options.initializer_token), prefix every prompt with it, and return (captioned data, the embedding
     weight, the token's row id, a KeepOtherRows hook for it)."""
     token = options.placeholder_token
     token_id = add_token(parts, token, options.initializer_token)
-    parts["prompt"] = prefix_prompt(token)
-    data = dataclasses.replace(data, captions=tuple(parts["prompt"](c) for c in data.captions))
-    weight = parts["text_encoder"].get_input_embeddings().weight
+    parts.prompt = prefix_prompt(token)
+    data = dataclasses.replace(data, captions=tuple(parts.prompt(c) for c in data.captions))
+    weight = parts.text_encoder.get_input_embeddings().weight
     return data, weight, token_id, KeepOtherRows(weight, token_id)

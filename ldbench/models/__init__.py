@@ -1,7 +1,7 @@
 """Base models: the embedded tiny latent diffusion model, or any diffusers Stable Diffusion.
 
 Both are loaded the same way, from a diffusers StableDiffusionPipeline directory (or a hub id when the
-hub can be reached), into a plain dict of components that the methods and editors share.
+hub can be reached), into one Components value that the methods and editors share.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from pathlib import Path
 import torch
 
 from ldbench.errors import UserError
+from ldbench.models.components import Components
+
+__all__ = ["Components", "load_components"]
 
 
-def load_components(path_or_id: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
+def load_components(path_or_id: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Components:
     """vae, text_encoder, tokenizer, unet, scheduler of a Stable Diffusion pipeline, frozen, in eval mode."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
@@ -40,13 +43,13 @@ def load_components(path_or_id: str | Path, device: str = "cpu", dtype: torch.dt
             f"could not load base model {str(path_or_id)!r}: {first}. Give a local diffusers directory "
             "(--base-model PATH) with safetensors weights; hub ids need network access"
         ) from None
-    parts = {
-        "vae": pipe.vae.to(device),
-        "text_encoder": pipe.text_encoder.to(device),
-        "tokenizer": pipe.tokenizer,
-        "unet": pipe.unet.to(device),
-        "scheduler": pipe.scheduler,
-    }
-    for key in ("vae", "text_encoder", "unet"):
-        parts[key].eval().requires_grad_(False)
+    parts = Components(
+        vae=pipe.vae.to(device),
+        text_encoder=pipe.text_encoder.to(device),
+        tokenizer=pipe.tokenizer,
+        unet=pipe.unet.to(device),
+        scheduler=pipe.scheduler,
+    )
+    for module in parts.networks().values():
+        module.eval().requires_grad_(False)
     return parts

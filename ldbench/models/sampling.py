@@ -17,17 +17,18 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ldbench.drift import Drift, after_step, forward_noised, initial_latents
 from ldbench.errors import UserError
+from ldbench.models.components import Components
 from ldbench.models.text import tokenize
 
 
 @torch.no_grad()
-def encode_prompts(parts: dict, prompts: list[str], guidance_scale: float) -> torch.Tensor:
+def encode_prompts(parts: Components, prompts: list[str], guidance_scale: float) -> torch.Tensor:
     """Text embeddings, [unconditional; conditional] when guidance is on (the pipeline's order)."""
-    device = parts["unet"].device
-    cond = parts["text_encoder"](tokenize(parts["tokenizer"], prompts).to(device))[0]
+    device = parts.unet.device
+    cond = parts.text_encoder(tokenize(parts.tokenizer, prompts).to(device))[0]
     if guidance_scale <= 1.0:
         return cond
-    uncond = parts["text_encoder"](tokenize(parts["tokenizer"], [""] * len(prompts)).to(device))[0]
+    uncond = parts.text_encoder(tokenize(parts.tokenizer, [""] * len(prompts)).to(device))[0]
     return torch.cat([uncond, cond])
 
 
@@ -77,12 +78,12 @@ def _step_params(scheduler) -> set[str]:
 
 
 @torch.no_grad()
-def text_to_latents(parts: dict, scheduler, prompts: list[str], drift: Drift, steps: int,
+def text_to_latents(parts: Components, scheduler, prompts: list[str], drift: Drift, steps: int,
                     guidance_scale: float, generator: torch.Generator) -> torch.Tensor:
     """Sample z_0 for each prompt, starting from z_T ~ N(δ, I) under the drift's sampling placement."""
-    unet = parts["unet"]
+    unet = parts.unet
     scheduler.set_timesteps(steps, device=unet.device)
-    size = parts.get("latent_size") or unet.config.sample_size  # run_edits sets the dataset's size
+    size = parts.latent_size or unet.config.sample_size  # run_edits sets the dataset's size
     shape = (len(prompts), unet.config.in_channels, size, size)
     noise = randn_tensor(shape, generator=generator, device=unet.device, dtype=unet.dtype)
     latents = initial_latents(drift, noise, scheduler.init_noise_sigma)
@@ -106,7 +107,7 @@ class Chain:
 
 
 @torch.no_grad()
-def edit_latents(parts: dict, scheduler, source_latents: torch.Tensor, prompts: list[str], drift: Drift,
+def edit_latents(parts: Components, scheduler, source_latents: torch.Tensor, prompts: list[str], drift: Drift,
                  chain: Chain, generator: torch.Generator) -> torch.Tensor:
     """SDEdit (Meng et al. 2022): noise the source to `chain.strength`, denoise with the target prompt.
 
@@ -121,12 +122,12 @@ def edit_latents(parts: dict, scheduler, source_latents: torch.Tensor, prompts: 
     noise = randn_tensor(source_latents.shape, generator=generator, device=source_latents.device,
                          dtype=source_latents.dtype)
     start = forward_noised(drift, scheduler, source_latents, noise, timesteps[:1].repeat(len(source_latents)))
-    guidance = TextGuidance(parts["unet"], encode_prompts(parts, prompts, chain.guidance_scale), chain.guidance_scale)
+    guidance = TextGuidance(parts.unet, encode_prompts(parts, prompts, chain.guidance_scale), chain.guidance_scale)
     return denoise(scheduler, start, timesteps, guidance, drift, generator)
 
 
 @torch.no_grad()
-def invert_latents(parts: dict, source_latents: torch.Tensor, prompts: list[str], drift: Drift,
+def invert_latents(parts: Components, source_latents: torch.Tensor, prompts: list[str], drift: Drift,
                    chain: Chain) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic DDIM inversion (Song et al. 2021; as used by Pix2Pix-Zero, Parmar et al. 2023).
 
@@ -141,9 +142,9 @@ def invert_latents(parts: dict, source_latents: torch.Tensor, prompts: list[str]
     """
     from diffusers import DDIMInverseScheduler, DDIMScheduler
 
-    unet, steps, n_run = parts["unet"], chain.steps, chain.n_run  # the same truncation as edit_latents
-    sampler = DDIMScheduler.from_config(parts["scheduler"].config)
-    inverse = DDIMInverseScheduler.from_config(parts["scheduler"].config)
+    unet, steps, n_run = parts.unet, chain.steps, chain.n_run  # the same truncation as edit_latents
+    sampler = DDIMScheduler.from_config(parts.scheduler.config)
+    inverse = DDIMInverseScheduler.from_config(parts.scheduler.config)
     sampler.set_timesteps(steps, device=source_latents.device)
     inverse.set_timesteps(steps, device=source_latents.device)
     embeddings = encode_prompts(parts, prompts, 1.0)
@@ -176,9 +177,9 @@ def vae_chunk(vae, chunk: int | None = None) -> int:
 
 
 @torch.no_grad()
-def encode_images(parts: dict, images: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+def encode_images(parts: Components, images: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Gray images (N, H, W) in [0, 1] -> scaled latent means (N, C, h, w), in chunks (`vae_chunk`)."""
-    vae = parts["vae"]
+    vae = parts.vae
     chunk = vae_chunk(vae, chunk)
     out = []
     for i in range(0, len(images), chunk):
@@ -188,9 +189,9 @@ def encode_images(parts: dict, images: torch.Tensor, chunk: int | None = None) -
 
 
 @torch.no_grad()
-def decode_latents(parts: dict, latents: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+def decode_latents(parts: Components, latents: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Scaled latents -> gray images (N, H, W) in [0, 1] (mean of the decoded RGB channels), in chunks."""
-    vae = parts["vae"]
+    vae = parts.vae
     chunk = vae_chunk(vae, chunk)
     out = []
     for i in range(0, len(latents), chunk):

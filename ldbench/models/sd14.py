@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ldbench.errors import UserError
+from ldbench.models.components import Components
 
 NAME = "sd14-random"
 LABEL = "sd14-random (random weights: for tests and timings, not results)"
@@ -106,7 +107,7 @@ def text_config(config: SD14Config) -> dict:
             "projection_dim": TEXT["projection_dim"] // d, "num_hidden_layers": config.text_layers}
 
 
-def build_components(tokenizer_dir: Path, config: SD14Config = SD14Config()) -> dict:
+def build_components(tokenizer_dir: Path, config: SD14Config = SD14Config()) -> Components:
     """SD v1.4's components (narrowed by config.width_divisor) with random weights seeded by config.seed."""
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -120,8 +121,8 @@ def build_components(tokenizer_dir: Path, config: SD14Config = SD14Config()) -> 
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(config)))
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
-    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": clip_tokenizer(tokenizer_dir), "unet": unet,
-            "scheduler": PNDMScheduler.from_config(SCHEDULER)}  # keeps clip_sample, as SD v1.4's saved config
+    return Components(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(tokenizer_dir), unet=unet,
+                      scheduler=PNDMScheduler.from_config(SCHEDULER))  # keeps clip_sample, as SD v1.4's config
 
 
 def save_sd14_random(out_dir: Path, config: SD14Config) -> dict:
@@ -129,7 +130,8 @@ def save_sd14_random(out_dir: Path, config: SD14Config) -> dict:
     from diffusers import StableDiffusionPipeline
 
     parts = build_components(out_dir / "_tokenizer_src", config)
-    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(**parts.modules(), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out_dir / "pipeline", safe_serialization=True)
-    counts = {k: sum(p.numel() for p in parts[k].parameters()) for k in ("unet", "vae", "text_encoder")}
+    networks = parts.networks()
+    counts = {k: sum(p.numel() for p in networks[k].parameters()) for k in ("unet", "vae", "text_encoder")}
     return {"source": LABEL, "random_weights": True, "parameters": counts}

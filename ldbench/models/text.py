@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ldbench.errors import UserError
+from ldbench.models.components import Components
 
 
 def tokenize(tokenizer, captions) -> torch.Tensor:
@@ -15,10 +16,10 @@ def tokenize(tokenizer, captions) -> torch.Tensor:
     ).input_ids
 
 
-def prompt_for(parts: dict, caption: str) -> str:
+def prompt_for(parts: Components, caption: str) -> str:
     """The prompt a (possibly fine-tuned) model expects for a caption: the caption itself unless the
     method that trained it installed a prompt hook (e.g. "<ld-med> brain mri, ...")."""
-    hook = parts.get("prompt")
+    hook = parts.prompt
     return hook(caption) if hook is not None and caption else caption
 
 
@@ -27,11 +28,11 @@ def prefix_prompt(prefix: str):
     return lambda caption: f"{prefix} {caption}" if caption else caption
 
 
-def add_token(parts: dict, token: str, init: str | torch.Tensor) -> int:
+def add_token(parts: Components, token: str, init: str | torch.Tensor) -> int:
     """Add `token` to the tokenizer and a row to the text encoder's embedding, set to `init` (a trained
     (1, dim) embedding) or, for text, the mean embedding of its tokens. Returns the new row's id; every
     other row keeps its exact value."""
-    tokenizer, text_encoder = parts["tokenizer"], parts["text_encoder"]
+    tokenizer, text_encoder = parts.tokenizer, parts.text_encoder
     if not token or token in tokenizer.get_vocab():
         raise UserError(f"placeholder token {token!r} is empty or already in the tokenizer; choose a new one")
     if isinstance(init, str):

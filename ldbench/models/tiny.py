@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ldbench.models.components import Components
 from ldbench.progress import progress_bar
 
 IMAGE_SIZE = 64
@@ -75,7 +76,7 @@ def write_char_tokenizer(directory: Path):
     )
 
 
-def build_components(tokenizer_dir: Path, seed: int = 0) -> dict:
+def build_components(tokenizer_dir: Path, seed: int = 0) -> Components:
     """Untrained diffusers components of the tiny model, initialised from `seed`."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -124,7 +125,7 @@ def build_components(tokenizer_dir: Path, seed: int = 0) -> dict:
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         clip_sample=False, steps_offset=1,
     )
-    return {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
+    return Components(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
 
 
 # --- natural images ---------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = Fa
     gen = torch.Generator().manual_seed(config.seed)
 
     # 1) the autoencoder
-    vae = parts["vae"]
+    vae = parts.vae
     vae_losses = _pretrain_autoencoder(vae, images, config, gen, quiet)
 
     # Stable Diffusion's recipe for the scaling factor: 1 / std of the (unscaled) natural latents.
@@ -238,13 +239,9 @@ def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = Fa
     data = TrainData.from_pixels(vae, images, captions)
     train = TrainConfig(steps=config.unet_steps, batch_size=config.batch_size, lr=config.unet_lr, seed=config.seed,
                         desc="pretrain denoiser", quiet=quiet)
-    unet_losses = train_denoiser(parts, data, list(parts["unet"].parameters()), None, train)
+    unet_losses = train_denoiser(parts, data, list(parts.unet.parameters()), None, train)
     pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=parts["text_encoder"],
-        tokenizer=parts["tokenizer"],
-        unet=parts["unet"],
-        scheduler=parts["scheduler"],
+        **parts.modules(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ldbench.drift import NO_DRIFT, Drift, training_inputs
 from ldbench.errors import UserError
+from ldbench.models.components import Components
 from ldbench.models.text import tokenize
 from ldbench.progress import progress_bar
 
@@ -172,11 +173,11 @@ def _accelerator(mixed_precision: str, gradient_accumulation_steps: int, cpu: bo
                        cpu=cpu)
 
 
-def _caption_embedder(parts: dict, vocab: list[str], train_text_encoder: bool, device) -> Callable:
+def _caption_embedder(parts: Components, vocab: list[str], train_text_encoder: bool, device) -> Callable:
     """caption rows -> text embeddings: through the text encoder every step when it trains, else from a
     table computed once here."""
-    text_encoder = parts["text_encoder"]
-    ids = tokenize(parts["tokenizer"], vocab).to(device)
+    text_encoder = parts.text_encoder
+    ids = tokenize(parts.tokenizer, vocab).to(device)
     if train_text_encoder:
         return lambda cap: text_encoder(ids[cap])[0]
     with torch.no_grad():
@@ -184,10 +185,10 @@ def _caption_embedder(parts: dict, vocab: list[str], train_text_encoder: bool, d
     return lambda cap: cached[cap]
 
 
-def _freeze_all_but(parts: dict, trainable: list[torch.nn.Parameter]) -> None:
-    for p in parts["unet"].parameters():
+def _freeze_all_but(parts: Components, trainable: list[torch.nn.Parameter]) -> None:
+    for p in parts.unet.parameters():
         p.requires_grad_(False)
-    for p in parts["text_encoder"].parameters():
+    for p in parts.text_encoder.parameters():
         p.requires_grad_(False)
     for p in trainable:
         p.requires_grad_(True)
@@ -233,9 +234,10 @@ class _Run:
         return loss.item()
 
 
-def train_denoiser(parts: dict, data: TrainData | Batches, trainable: list[torch.nn.Parameter], drift: Drift | None,
-                   config: TrainConfig, after_step: Callable[[], None] | None = None) -> list[float]:
-    """Train `trainable` (a subset of parts["unet"] / parts["text_encoder"] parameters) for config.steps
+def train_denoiser(parts: Components, data: TrainData | Batches, trainable: list[torch.nn.Parameter],
+                   drift: Drift | None, config: TrainConfig,
+                   after_step: Callable[[], None] | None = None) -> list[float]:
+    """Train `trainable` (a subset of parts.unet / parts.text_encoder parameters) for config.steps
     optimizer steps on `data` (TrainData, or any Batches). `after_step`: called after each optimizer step
     (e.g. to restore embedding rows that must not change), before the gradients are cleared.
 
@@ -246,7 +248,7 @@ def train_denoiser(parts: dict, data: TrainData | Batches, trainable: list[torch
     by 1 and adds no autocast). Returns the loss per optimizer step (the mean over its micro-batches).
     Deterministic for a seed on CPU.
     """
-    unet, text_encoder, scheduler = parts["unet"], parts["text_encoder"], parts["scheduler"]
+    unet, text_encoder, scheduler = parts.unet, parts.text_encoder, parts.scheduler
     device = next(unet.parameters()).device
     if config.mixed_precision == "fp16" and device.type != "cuda":
         raise UserError("mixed_precision fp16 needs a CUDA GPU; use bf16 on CPU")

@@ -26,6 +26,7 @@ from ldbench.data.base import Dataset, ImageTable
 from ldbench.drift import Drift
 from ldbench.errors import UserError
 from ldbench.hashing import sha256_file
+from ldbench.models import Components
 from ldbench.runner import stages
 from ldbench.store import Artifact
 
@@ -134,7 +135,7 @@ class EditContext:
     editor: object
     options: object
     dataset: Dataset
-    parts: dict
+    parts: Components
     drift: Drift
     seed: int
     quiet: bool = False

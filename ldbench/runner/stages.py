@@ -26,7 +26,7 @@ from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditSettings, SamplingOptions, generate
 from ldbench.hashing import sha256_file
 from ldbench.methods import METHODS, TrainingOptions, method_options
-from ldbench.models import load_components
+from ldbench.models import Components, load_components
 from ldbench.models.base_models import BASE_MODEL_VERSION, BASE_MODELS, external_model_artifact  # noqa: F401
 from ldbench.models.training import TrainData
 from ldbench.runner.checkpoints import checkpoint_file
@@ -111,7 +111,7 @@ def pipeline_dir(base: Artifact) -> Path | str:
     return base.path if base.path.exists() else str(base.path)
 
 
-def load_base(ctx: Context, base: Artifact) -> dict:
+def load_base(ctx: Context, base: Artifact) -> Components:
     return load_components(pipeline_dir(base), device=ctx.device)
 
 
@@ -141,7 +141,7 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
         train = load_table(data_art).split("train")
         pixels = torch.from_numpy(train.images)[:, None].repeat(1, 3, 1, 1) * 2 - 1
         captions = [dataset.caption(train.row(i)) for i in range(len(train))]
-        data = TrainData.from_pixels(parts["vae"], pixels, captions)
+        data = TrainData.from_pixels(parts.vae, pixels, captions)
         prepare = getattr(method, "prepare", None)  # e.g. dreambooth's class-prior images, from the base model
         if prepare is not None:
             data = prepare(parts, data, options, seed, ctx.quiet)
@@ -182,7 +182,7 @@ def loaded_checkpoint_stage(ctx: Context, base: Artifact, method, options: Train
     return ctx.store.get_or_build("finetune", STAGE_VERSIONS["finetune"], config, [base], build)
 
 
-def load_finetuned(ctx: Context, base: Artifact, ft: Artifact, method_name: str) -> dict:
+def load_finetuned(ctx: Context, base: Artifact, ft: Artifact, method_name: str) -> Components:
     parts = load_base(ctx, base)
     METHODS.get(method_name).apply(parts, load_file(str(ft.file("trained.safetensors"))))
     return parts
@@ -225,7 +225,7 @@ def build_editor_model(rt, node, up: dict) -> Artifact:
     return ctx.store.get_or_build("editor-model", STAGE_VERSIONS["editor-model"], config, [data_art, ft], build)
 
 
-def load_editing_parts(ctx: Context, up: dict, method_name: str, editor_name: str) -> dict:
+def load_editing_parts(ctx: Context, up: dict, method_name: str, editor_name: str) -> Components:
     """The cell's model as its editor uses it: the fine-tune on the base model, with the editor's own trained
     tensors installed where it has some. `up`: the artifacts by role (base, finetune, editor_model)."""
     parts = load_finetuned(ctx, up["base"], up["finetune"], method_name)

@@ -15,7 +15,8 @@ from ldbench.runner.run import RunOptions, run_suite
 pytestmark = pytest.mark.slow
 
 METHODS = ("finetune", "textual-inversion", "dreambooth", "custom-diffusion", "lora")
-METHOD_OPTIONS = "{steps: 2, batch_size: 4, num_class_images: 2, class_sample_steps: 2}"
+METHOD_OPTIONS = "{steps: 2, batch_size: 4}"
+DREAMBOOTH_OPTIONS = "{steps: 2, batch_size: 4, num_class_images: 2, class_sample_steps: 2}"  # its own options
 COMMON = [
     "datasets=[{name: synth-brain, options: {n_subjects: 20, visits: 2, image_size: 32}}]",
     "base_model={name: sd14-random, options: {width_divisor: 8, text_layers: 2, image_size: 64}}",
@@ -25,7 +26,8 @@ COMMON = [
 ]
 # every method with the inversion editor; the instruct editor (which trains its own UNet) on one method
 EVERY_METHOD = COMMON + [
-    "methods=[" + ", ".join(f"{{name: {m}, options: {METHOD_OPTIONS}}}" for m in METHODS) + "]",
+    "methods=[" + ", ".join(f"{{name: {m}, options: {DREAMBOOTH_OPTIONS if m == 'dreambooth' else METHOD_OPTIONS}}}"
+                            for m in METHODS) + "]",
     "editors=[{name: inversion-edit, options: {steps: 2, strength: 0.5}}]",
 ]
 INSTRUCT = COMMON + [

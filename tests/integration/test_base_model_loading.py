@@ -16,7 +16,7 @@ from ldbench.runner.stages import external_model_artifact
 def saved_pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("sd")
     parts = build_components(root / "tok", seed=3)
-    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(**parts.modules(), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(root / "tiny-sd", safe_serialization=True)
     return root / "tiny-sd", parts
 
@@ -24,11 +24,11 @@ def saved_pipeline(tmp_path_factory):
 def test_load_components_reads_the_saved_weights(saved_pipeline):
     path, parts = saved_pipeline
     loaded = load_components(path)
-    for name in ("unet", "vae", "text_encoder"):
-        ours, theirs = loaded[name].state_dict(), parts[name].state_dict()
+    for name, module in loaded.networks().items():
+        ours, theirs = module.state_dict(), parts.networks()[name].state_dict()
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
-    assert loaded["tokenizer"]("brain mri").input_ids == parts["tokenizer"]("brain mri").input_ids
+    assert loaded.tokenizer("brain mri").input_ids == parts.tokenizer("brain mri").input_ids
 
 
 def test_external_model_key_is_the_weights_hash(saved_pipeline, tmp_path):

@@ -16,6 +16,7 @@ from ldbench.drift import NO_DRIFT, Drift
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditRequest, EditSettings, SamplingOptions, run_edits
 from ldbench.methods import METHODS, TrainingOptions
+from ldbench.models import Components
 from ldbench.models.base_models import BASE_MODELS
 from ldbench.models.samplers import SAMPLERS, make_sampler
 from ldbench.models.sampling import text_to_latents
@@ -97,10 +98,10 @@ def test_method_trains_and_its_tensors_load_back(tiny_parts, name):
 
 
 @torch.no_grad()
-def _unet_out(parts: dict) -> torch.Tensor:
+def _unet_out(parts: Components) -> torch.Tensor:
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
-    emb = parts["text_encoder"](tokenize(parts["tokenizer"], [prompt_for(parts, CAPTIONS[1])]))[0]
-    return parts["unet"](x, torch.tensor([500]), encoder_hidden_states=emb).sample
+    emb = parts.text_encoder(tokenize(parts.tokenizer, [prompt_for(parts, CAPTIONS[1])]))[0]
+    return parts.unet(x, torch.tensor([500]), encoder_hidden_states=emb).sample
 
 
 @pytest.mark.parametrize("name", EDITORS.names())
@@ -108,7 +109,7 @@ def test_editor_plans_and_edits_a_tiny_batch(tiny_parts, brain, name):
     dataset, table = brain
     editor = EDITORS.get(name)
     options = _tiny_options(EDITORS, name)
-    parts = dict(tiny_parts)  # an editor's own model goes in under its own key; the shared ones stay
+    parts = dataclasses.replace(tiny_parts)  # an editor's own model goes in its own slot; the modules are shared
     if hasattr(editor, "train"):
         parts = copy.deepcopy(tiny_parts)
         tensors, losses = editor.train(parts, dataset, table.split("train"), Drift(0.1, train="noise"), options,
@@ -133,7 +134,7 @@ def test_editor_plans_and_edits_a_tiny_batch(tiny_parts, brain, name):
 def test_sampler_keeps_the_base_schedule_and_samples(tiny_parts, name):
     assert SAMPLERS.get(name).description.strip()
     SamplingOptions(sampler=name)  # every registered sampler is a valid editor option
-    base = tiny_parts["scheduler"]
+    base = tiny_parts.scheduler
     sampler = make_sampler(name, base)
     assert sampler is not base and torch.equal(sampler.betas, base.betas)
     z = text_to_latents(tiny_parts, sampler, ["x", "y"], NO_DRIFT, 2, 1.0, torch.Generator().manual_seed(0))

@@ -45,7 +45,7 @@ def test_identity_edit_scores_perfect_identity_composition_and_reversibility(mon
     generated = {"images": images[[2, 0, 1]], "source_index": np.array([2, 0, 1])}
     plan = {"target_rows": [dict(test.row(i), diagnosis="AD") for i in (2, 0, 1)], "changes": ["diagnosis"]}
     ev = Evaluation(axiom_items=3, null_edits=4)
-    edits = cf.EditContext(None, None, None, {}, NO_DRIFT, seed=7, quiet=True)
+    edits = cf.EditContext(None, None, None, None, NO_DRIFT, seed=7, quiet=True)
     out = cf.axiom_metrics(edits, test, generated, plan, ev)
     assert set(out) == {"composition_l1:1", "composition_l1:4", "reversibility_l1"}
     for values in out.values():

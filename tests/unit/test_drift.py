@@ -1,6 +1,8 @@
 """Latent Drifting core: δ = 0 is plain diffusers; init / every-step follow the closed form; training
 with the `noise` placement learns ε + δ."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from ldbench.models.sampling import text_to_latents
 
 def _pipeline(parts, scheduler):
     return StableDiffusionPipeline(
-        vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], unet=parts["unet"],
+        vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
         scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
 
@@ -23,9 +25,9 @@ def _pipeline(parts, scheduler):
 @pytest.mark.parametrize("drift", [NO_DRIFT, Drift(0.0, train="noise", sample="every-step")])
 def test_zero_delta_equals_plain_diffusers_pipeline(tiny_parts, sampler, drift):
     prompts = ["brain mri, 70 year old, cognitively normal", "a photo of astronaut"]
-    ours = text_to_latents(tiny_parts, make_sampler(sampler, tiny_parts["scheduler"]), prompts, drift, steps=6,
+    ours = text_to_latents(tiny_parts, make_sampler(sampler, tiny_parts.scheduler), prompts, drift, steps=6,
                            guidance_scale=3.0, generator=torch.Generator().manual_seed(7))
-    pipe = _pipeline(tiny_parts, make_sampler(sampler, tiny_parts["scheduler"]))
+    pipe = _pipeline(tiny_parts, make_sampler(sampler, tiny_parts.scheduler))
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe(prompts, num_inference_steps=6, guidance_scale=3.0, output_type="latent",
                   generator=torch.Generator().manual_seed(7)).images
@@ -62,12 +64,12 @@ def _closed_form(drift: Drift, scheduler: DDIMScheduler, z: torch.Tensor, steps:
 def test_sampling_placements_match_closed_form(tiny_parts, placement):
     drift = Drift(0.3, train="none", sample=placement)
     unet = ZeroNoiseUNet()
-    parts = {**tiny_parts, "unet": unet}
-    scheduler = DDIMScheduler.from_config(tiny_parts["scheduler"].config)
+    parts = dataclasses.replace(tiny_parts, unet=unet)
+    scheduler = DDIMScheduler.from_config(tiny_parts.scheduler.config)
     gen = torch.Generator().manual_seed(0)
     z = torch.randn((3, 4, 4, 4), generator=torch.Generator().manual_seed(0))
     out = text_to_latents(parts, scheduler, ["x"] * 3, drift, steps=5, guidance_scale=1.0, generator=gen)
-    expected = _closed_form(drift, DDIMScheduler.from_config(tiny_parts["scheduler"].config), z, 5)
+    expected = _closed_form(drift, DDIMScheduler.from_config(tiny_parts.scheduler.config), z, 5)
     np.testing.assert_allclose(out.double().numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
 
 

@@ -3,6 +3,8 @@ ldbench's own sampling loop (text-to-image, SDEdit) and is the stock pipeline at
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
@@ -10,6 +12,7 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from ldbench.drift import NO_DRIFT, Drift
 from ldbench.drift.pipelines import Img2ImgStart, drift_kwargs
 from ldbench.errors import UserError
+from ldbench.models import Components
 from ldbench.models.samplers import make_sampler
 from ldbench.models.sampling import Chain, edit_latents, text_to_latents
 
@@ -18,16 +21,16 @@ DRIFTS = [Drift(0.1, train="noise", sample="init"), Drift(-0.2, train="noise", s
           Drift((0.1, 0.0, -0.1, 0.05), train="noise", sample="every-step")]
 
 
-def _parts_kwargs(parts: dict, sampler: str) -> dict:
-    return dict(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], unet=parts["unet"],
-                scheduler=make_sampler(sampler, parts["scheduler"]), safety_checker=None, feature_extractor=None,
+def _parts_kwargs(parts: Components, sampler: str) -> dict:
+    return dict(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
+                scheduler=make_sampler(sampler, parts.scheduler), safety_checker=None, feature_extractor=None,
                 requires_safety_checker=False)
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 @pytest.mark.parametrize("drift", DRIFTS + [NO_DRIFT])
 def test_text_to_image_equals_ldbench_sampling(tiny_parts, sampler, drift):
-    ours = text_to_latents(tiny_parts, make_sampler(sampler, tiny_parts["scheduler"]), PROMPTS, drift, steps=5,
+    ours = text_to_latents(tiny_parts, make_sampler(sampler, tiny_parts.scheduler), PROMPTS, drift, steps=5,
                            guidance_scale=3.0, generator=torch.Generator().manual_seed(3))
     pipe = StableDiffusionPipeline(**_parts_kwargs(tiny_parts, sampler))
     pipe.set_progress_bar_config(disable=True)
@@ -39,9 +42,9 @@ def test_text_to_image_equals_ldbench_sampling(tiny_parts, sampler, drift):
 
 @pytest.mark.parametrize("drift", DRIFTS + [NO_DRIFT])
 def test_img2img_equals_ldbench_sdedit(tiny_parts, drift):
-    size = tiny_parts["unet"].config.sample_size
+    size = tiny_parts.unet.config.sample_size
     source = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(1))
-    ours = edit_latents(tiny_parts, make_sampler("ddim", tiny_parts["scheduler"]), source, PROMPTS, drift,
+    ours = edit_latents(tiny_parts, make_sampler("ddim", tiny_parts.scheduler), source, PROMPTS, drift,
                         Chain(steps=10, strength=0.6, guidance_scale=3.0), generator=torch.Generator().manual_seed(5))
     pipe = StableDiffusionImg2ImgPipeline(**_parts_kwargs(tiny_parts, "ddim"))
     pipe.set_progress_bar_config(disable=True)
@@ -73,14 +76,14 @@ def test_instruct_pix2pix_equals_ldbench_instruct_editor(tiny_parts, drift):
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
     from ldbench.generate import EditBatch
-    from ldbench.generate.instruct import KEY, Instruct, InstructOptions, widen_unet
+    from ldbench.generate.instruct import Instruct, InstructOptions, widen_unet
 
-    wide = widen_unet(tiny_parts["unet"])
+    wide = widen_unet(tiny_parts.unet)
     with torch.no_grad():  # a trained model reads the source: give the image channels weight
-        c = tiny_parts["unet"].config.in_channels
+        c = tiny_parts.unet.config.in_channels
         wide.conv_in.weight[:, c:].normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
-    parts = {**tiny_parts, KEY: wide}
-    size = tiny_parts["unet"].config.sample_size
+    parts = dataclasses.replace(tiny_parts, editor_unet=wide)
+    size = tiny_parts.unet.config.sample_size
     source = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(1))
     rows = [{"age": 72}, {"age": 80}]
     opts = InstructOptions(steps=6, guidance_scale=3.0, image_guidance_scale=1.5)

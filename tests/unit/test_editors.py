@@ -5,6 +5,7 @@ copies and trains; the age prompt formats."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def _legacy(parts, dataset, table, drift, opts, seed, name):
     if name == "sdedit":
         rows = [dataset.counterfactual_row(r) for r in rows]
     prompts = [prompt_for(parts, dataset.caption(r)) for r in rows]
-    scheduler = make_sampler(opts.sampler, parts["scheduler"])
+    scheduler = make_sampler(opts.sampler, parts.scheduler)
     gen = torch.Generator().manual_seed(seed)
     if name == "text2img":
         z = [text_to_latents(parts, scheduler, prompts[s], drift, opts.steps, opts.guidance_scale, gen) for s in batches]
@@ -210,7 +211,7 @@ def test_inversion_undoes_the_drift_of_every_sampling_step(tiny_parts, brain, dr
     """With an exactly invertible DDIM step the round trip is exact only if inversion removes the
     every-step δ in the right place (before each inverse step); init adds nothing to inverted latents."""
     dataset, table = brain
-    parts = {**tiny_parts, "unet": ZeroNoiseUNet()}
+    parts = dataclasses.replace(tiny_parts, unet=ZeroNoiseUNet())
     rows = [table.row(0), table.row(1)]
     source = _smooth_latents(2)
     batch = EditBatch(source, rows, rows, drift, StrengthOptions(steps=10, strength=1.0), torch.Generator())
@@ -230,17 +231,17 @@ def test_inversion_edit_needs_ddim(tiny_parts, brain):
 def _unet_out(unet, parts, image: torch.Tensor | None) -> torch.Tensor:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 4, 16, 16, generator=g)
-    emb = parts["text_encoder"](tokenize(parts["tokenizer"], ["brain mri, 72 year old, cognitively normal"] * 2))[0]
+    emb = parts.text_encoder(tokenize(parts.tokenizer, ["brain mri, 72 year old, cognitively normal"] * 2))[0]
     if image is not None:
         x = torch.cat([x, image], dim=1)
     return unet(x, torch.tensor([10, 500]), encoder_hidden_states=emb).sample
 
 
 def test_widened_unet_equals_the_original_at_step_zero(tiny_parts):
-    wide = widen_unet(tiny_parts["unet"])
-    assert wide.config.in_channels == 8 and tiny_parts["unet"].config.in_channels == 4
+    wide = widen_unet(tiny_parts.unet)
+    assert wide.config.in_channels == 8 and tiny_parts.unet.config.in_channels == 4
     image = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(4))
-    torch.testing.assert_close(_unet_out(wide, tiny_parts, image), _unet_out(tiny_parts["unet"], tiny_parts, None),
+    torch.testing.assert_close(_unet_out(wide, tiny_parts, image), _unet_out(tiny_parts.unet, tiny_parts, None),
                                rtol=0, atol=1e-6)
 
 
@@ -257,16 +258,16 @@ def test_instruct_trains_applies_and_edits(tiny_parts, brain):
     train_drift = Drift(0.1, train="noise", sample="every-step")
     tensors, losses = editor.train(parts, dataset, table.split("train"), train_drift, opts, seed=0, quiet=True)
     assert len(losses) == 3 and np.isfinite(losses).all()
-    assert all(torch.equal(v, tiny_parts["unet"].state_dict()[k]) for k, v in parts["unet"].state_dict().items())
+    assert all(torch.equal(v, tiny_parts.unet.state_dict()[k]) for k, v in parts.unet.state_dict().items())
     image = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(4))
-    trained = _unet_out(parts["instruct_unet"], parts, image)
-    assert not torch.allclose(trained, _unet_out(widen_unet(tiny_parts["unet"]), parts, image))
+    trained = _unet_out(parts.editor_unet, parts, image)
+    assert not torch.allclose(trained, _unet_out(widen_unet(tiny_parts.unet), parts, image))
     assert editor.train(copy.deepcopy(tiny_parts), dataset, table.split("train"), train_drift, opts, seed=0,
                         quiet=True)[1] == losses  # deterministic for a seed
 
     fresh = copy.deepcopy(tiny_parts)
     editor.apply(fresh, tensors)
-    torch.testing.assert_close(_unet_out(fresh["instruct_unet"], fresh, image), trained, rtol=0, atol=0)
+    torch.testing.assert_close(_unet_out(fresh.editor_unet, fresh, image), trained, rtol=0, atol=0)
 
     out = generate(editor, fresh, dataset, test, plan, EditSettings(EVERY_STEP, opts, 0))
     assert out.images.shape == (len(plan), 64, 64) and np.isfinite(out.latents).all()

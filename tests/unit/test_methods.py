@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from ldbench.config import Component
 from ldbench.drift import Drift
 from ldbench.methods import METHODS, method_options
+from ldbench.models import Components
 from ldbench.models.text import prompt_for, tokenize
 from ldbench.models.training import TrainData
 
@@ -31,9 +32,10 @@ def _data(n: int = 4) -> TrainData:
                      tuple(CAPTIONS[i % 2] for i in range(n)))
 
 
-def _snapshot(parts: dict) -> dict[str, torch.Tensor]:
+def _snapshot(parts: Components) -> dict[str, torch.Tensor]:
+    networks = parts.networks()
     return {f"{key}.{n}": p.detach().clone() for key in ("unet", "text_encoder", "vae")
-            for n, p in parts[key].state_dict().items()}
+            for n, p in networks[key].state_dict().items()}
 
 
 @pytest.fixture(scope="module")
@@ -55,23 +57,23 @@ def trained(tiny_parts, tmp_path_factory):
 
 
 @torch.no_grad()
-def _unet_out(parts: dict, caption: str = CAPTIONS[1]) -> torch.Tensor:
+def _unet_out(parts: Components, caption: str = CAPTIONS[1]) -> torch.Tensor:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 4, 16, 16, generator=g)
-    emb = parts["text_encoder"](tokenize(parts["tokenizer"], [prompt_for(parts, caption)] * 2))[0]
-    return parts["unet"](x, torch.tensor([10, 500]), encoder_hidden_states=emb).sample
+    emb = parts.text_encoder(tokenize(parts.tokenizer, [prompt_for(parts, caption)] * 2))[0]
+    return parts.unet(x, torch.tensor([10, 500]), encoder_hidden_states=emb).sample
 
 
-def _embedding(parts: dict) -> torch.Tensor:
-    return parts["text_encoder"].get_input_embeddings().weight
+def _embedding(parts: Components) -> torch.Tensor:
+    return parts.text_encoder.get_input_embeddings().weight
 
 
 def _changed(before: dict, after: dict) -> set[str]:
     return {k for k, v in before.items() if not torch.equal(v, after[k])}
 
 
-def _embedding_key(parts: dict) -> str:
-    (key,) = [f"text_encoder.{n}" for n, _ in parts["text_encoder"].named_parameters() if "token_embedding" in n]
+def _embedding_key(parts: Components) -> str:
+    (key,) = [f"text_encoder.{n}" for n, _ in parts.text_encoder.named_parameters() if "token_embedding" in n]
     return key
 
 
@@ -90,10 +92,10 @@ def test_textual_inversion_trains_only_the_new_row(tiny_parts, trained):
     new = _embedding(parts)
     assert new.shape[0] == old.shape[0] + 1
     assert torch.equal(new[: len(old)], old)  # every other embedding row bit-identical
-    token_id = parts["tokenizer"].convert_tokens_to_ids(TOKEN)
+    token_id = parts.tokenizer.convert_tokens_to_ids(TOKEN)
     assert list(saved) == [TOKEN] and saved[TOKEN].shape == (1, old.shape[1])
     initializer = OPTIONS["textual-inversion"].initializer_token
-    init = old[parts["tokenizer"](initializer, add_special_tokens=False).input_ids].mean(0)
+    init = old[parts.tokenizer(initializer, add_special_tokens=False).input_ids].mean(0)
     assert not torch.equal(new[token_id], init)  # and the new one trained
     assert prompt_for(parts, "brain mri").startswith(TOKEN)
 
@@ -151,8 +153,8 @@ def _pipeline(parts):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     return StableDiffusionPipeline(
-        vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], unet=parts["unet"],
-        scheduler=DDIMScheduler.from_config(parts["scheduler"].config), safety_checker=None,
+        vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
+        scheduler=DDIMScheduler.from_config(parts.scheduler.config), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False,
     )
 
@@ -168,8 +170,8 @@ def test_loads_into_a_plain_diffusers_pipeline(tiny_parts, trained, name):
         pipe.load_lora_weights({f"unet.{k}": v for k, v in saved.items()})
     else:
         pipe.load_textual_inversion(saved)
-    ours = {"vae": pipe.vae, "text_encoder": pipe.text_encoder, "tokenizer": pipe.tokenizer, "unet": pipe.unet,
-            "prompt": parts.get("prompt")}
+    ours = Components(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
+                      scheduler=pipe.scheduler, prompt=parts.prompt)
     torch.testing.assert_close(_unet_out(ours), _unet_out(parts), rtol=0, atol=1e-6)
     image = pipe(prompt_for(parts, CAPTIONS[0]), num_inference_steps=2, guidance_scale=3.0, output_type="np",
                  generator=torch.Generator().manual_seed(0)).images

@@ -35,12 +35,12 @@ def test_seeded_weights_are_deterministic(tmp_path):
     b = build_components(tmp_path / "b", SD14Config(seed=1, **NARROW))
     c = build_components(tmp_path / "c", SD14Config(seed=2, **NARROW))
     for name in ("unet", "vae", "text_encoder"):
-        sa, sb, sc = a[name].state_dict(), b[name].state_dict(), c[name].state_dict()
+        sa, sb, sc = (x.networks()[name].state_dict() for x in (a, b, c))
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
         assert not all(torch.equal(sa[k], sc[k]) for k in sa)
-    assert a["unet"].config.block_out_channels == (40, 80, 160, 160)  # SD's widths / 8, same blocks
-    assert a["unet"].config.down_block_types == UNET["down_block_types"]
-    assert a["text_encoder"].config.hidden_size == 96 == a["unet"].config.cross_attention_dim
+    assert a.unet.config.block_out_channels == (40, 80, 160, 160)  # SD's widths / 8, same blocks
+    assert a.unet.config.down_block_types == UNET["down_block_types"]
+    assert a.text_encoder.config.hidden_size == 96 == a.unet.config.cross_attention_dim
 
 
 def test_stored_once_and_loaded_like_a_real_sd(tmp_path):
@@ -52,14 +52,14 @@ def test_stored_once_and_loaded_like_a_real_sd(tmp_path):
     assert stages.base_model_stage(ctx, Component("sd14-random", {**NARROW, "seed": 1})).key != art.key
     assert (stages.pipeline_dir(art) / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     parts = load_components(stages.pipeline_dir(art))
-    assert type(parts["scheduler"]).__name__ == "PNDMScheduler" and parts["scheduler"].config.clip_sample is False
-    assert parts["unet"].config.sample_size * 8 == 64 and parts["tokenizer"].model_max_length == 77
-    ids = parts["tokenizer"]("a photo of a cat", padding="max_length", max_length=77, return_tensors="pt").input_ids
+    assert type(parts.scheduler).__name__ == "PNDMScheduler" and parts.scheduler.config.clip_sample is False
+    assert parts.unet.config.sample_size * 8 == 64 and parts.tokenizer.model_max_length == 77
+    ids = parts.tokenizer("a photo of a cat", padding="max_length", max_length=77, return_tensors="pt").input_ids
     assert ids[0, :7].tolist() == [49406, 320, 1125, 539, 320, 2368, 49407]
     with torch.no_grad():
-        emb = parts["text_encoder"](ids)[0]
-        z = parts["vae"].encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
-        out = parts["unet"](z, 500, encoder_hidden_states=emb).sample
+        emb = parts.text_encoder(ids)[0]
+        z = parts.vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
+        out = parts.unet(z, 500, encoder_hidden_states=emb).sample
     assert out.shape == z.shape == (1, 4, 4, 4) and torch.isfinite(out).all()
 
 
@@ -87,14 +87,14 @@ def test_registry_lists_every_base_model():
 @pytest.mark.slow
 def test_full_size_has_stable_diffusion_v1_4s_parameter_counts(tmp_path):
     parts = build_components(tmp_path / "tok", SD14Config())
-    counts = {k: sum(p.numel() for p in parts[k].parameters()) for k in PARAMETERS}
+    counts = {k: sum(p.numel() for p in parts.networks()[k].parameters()) for k in PARAMETERS}
     assert counts == PARAMETERS == {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
-    tok = parts["tokenizer"]
+    tok = parts.tokenizer
     ids = tok(["a photo of a cat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
-        emb = parts["text_encoder"](ids)[0]
-        z = parts["vae"].encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean  # 8x8 latent: a tiny forward
-        out = parts["unet"](z, 999, encoder_hidden_states=emb).sample
-        image = parts["vae"].decode(out).sample
+        emb = parts.text_encoder(ids)[0]
+        z = parts.vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean  # 8x8 latent: a tiny forward
+        out = parts.unet(z, 999, encoder_hidden_states=emb).sample
+        image = parts.vae.decode(out).sample
     assert emb.shape == (1, 77, 768) and out.shape == (1, 4, 8, 8) and image.shape == (1, 3, 64, 64)
     assert torch.isfinite(image).all()

@@ -53,7 +53,7 @@ def _old_draw(data, prior, caption_index, prior_index, empty, gen, batch_size, n
 
 
 def _old_setup(parts, data, seed):
-    tokenizer = parts["tokenizer"]
+    tokenizer = parts.tokenizer
     gen = torch.Generator().manual_seed(seed)
     prior = data.prior
     vocab = sorted(set(data.captions) | {""} | set(prior.captions if prior is not None else ()))
@@ -66,7 +66,7 @@ def _old_setup(parts, data, seed):
 
 def _old_train_denoiser(parts, data, trainable, *, drift, steps, batch_size, lr, seed, train_text_encoder=False,
                         prior_loss_weight=1.0, after_step=None):
-    unet, text_encoder, scheduler = parts["unet"], parts["text_encoder"], parts["scheduler"]
+    unet, text_encoder, scheduler = parts.unet, parts.text_encoder, parts.scheduler
     drift = drift or NO_DRIFT
     gen, prior, caption_index, prior_index, empty, ids = _old_setup(parts, data, seed)
     if not train_text_encoder:
@@ -120,20 +120,20 @@ def _setup(tiny_parts, kind: str):
     """(parts, data, trainable, extra kwargs) for one of three shapes of training the loop supports."""
     parts = copy.deepcopy(tiny_parts)
     if kind == "unet":  # finetune
-        return parts, _data(), list(parts["unet"].parameters()), {}
+        return parts, _data(), list(parts.unet.parameters()), {}
     if kind == "prior":  # dreambooth: a prior batch in the same forward pass
-        return parts, _data(prior=True), list(parts["unet"].parameters()), {"prior_loss_weight": 0.5}
+        return parts, _data(prior=True), list(parts.unet.parameters()), {"prior_loss_weight": 0.5}
     # "token": custom-diffusion-like, the text encoder runs every step and rows are restored after each step
     token_id = add_token(parts, "<ld-test>", "mri")
     data = _data()
     data = TrainData(data.latent_mean, data.latent_std, tuple(map(prefix_prompt("<ld-test>"), data.captions)))
-    weight = parts["text_encoder"].get_input_embeddings().weight
-    kv = [p for n, p in parts["unet"].named_parameters() if ".attn2.to_k." in n or ".attn2.to_v." in n]
+    weight = parts.text_encoder.get_input_embeddings().weight
+    kv = [p for n, p in parts.unet.named_parameters() if ".attn2.to_k." in n or ".attn2.to_v." in n]
     return parts, data, [*kv, weight], {"train_text_encoder": True, "after_step": KeepOtherRows(weight, token_id)}
 
 
 def _state(parts) -> list[torch.Tensor]:
-    return [p.detach().clone() for key in ("unet", "text_encoder") for p in parts[key].parameters()]
+    return [p.detach().clone() for module in (parts.unet, parts.text_encoder) for p in module.parameters()]
 
 
 @pytest.mark.parametrize("kind", ["unet", "prior", "token"])
@@ -160,13 +160,13 @@ def test_bf16_on_cpu_trains_close_to_fp32_with_fp32_master_weights(tiny_parts):
     assert len(bf16) == 3 and all(torch.isfinite(torch.tensor(bf16)))
     assert bf16 != fp32  # bf16 autocast really ran (it is not the fp32 path)
     assert bf16 == pytest.approx(fp32, rel=5e-2)
-    assert all(p.dtype == torch.float32 for p in parts16["unet"].parameters())  # master weights stay fp32
+    assert all(p.dtype == torch.float32 for p in parts16.unet.parameters())  # master weights stay fp32
     assert any(not torch.equal(a, b) for a, b in zip(_state(tiny_parts), _state(parts16), strict=True))
     # autocast does not outlive training: the trained UNet runs in fp32 afterwards
     x = torch.randn(1, 4, 16, 16)
-    emb = parts16["text_encoder"](tokenize(parts16["tokenizer"], [CAPTIONS[0]]))[0]
+    emb = parts16.text_encoder(tokenize(parts16.tokenizer, [CAPTIONS[0]]))[0]
     with torch.no_grad():
-        assert parts16["unet"](x, torch.tensor([10]), encoder_hidden_states=emb).sample.dtype == torch.float32
+        assert parts16.unet(x, torch.tensor([10]), encoder_hidden_states=emb).sample.dtype == torch.float32
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tiny_parts):
@@ -181,8 +181,8 @@ def test_gradient_accumulation_counts_optimizer_steps(tiny_parts):
     losses = train_denoiser(parts, data, trainable, drift=DRIFT, steps=3, batch_size=4, lr=1e-2, seed=0,
                             gradient_accumulation_steps=2, after_step=after_step, quiet=True, **kwargs)
     assert len(losses) == 3 and len(calls) == 3  # `steps` optimizer steps; after_step once per optimizer step
-    old = tiny_parts["text_encoder"].get_input_embeddings().weight
-    new = parts["text_encoder"].get_input_embeddings().weight
+    old = tiny_parts.text_encoder.get_input_embeddings().weight
+    new = parts.text_encoder.get_input_embeddings().weight
     assert torch.equal(new[: len(old)], old)  # every other row restored, bit for bit, after each optimizer step
 
 
@@ -210,14 +210,14 @@ def test_two_micro_batches_of_4_equal_one_batch_of_8_with_the_same_samples(tiny_
     # the batch of 8 by hand, from the same draws
     ref, data, ref_trainable, _ = _setup(tiny_parts, "unet")
     gen, prior, caption_index, prior_index, empty, ids = _old_setup(ref, data, seed)
-    n_train = ref["scheduler"].config.num_train_timesteps
-    draws = [_old_draw(data, prior, caption_index, prior_index, empty, gen, 4, n_train, DRIFT, ref["scheduler"])
+    n_train = ref.scheduler.config.num_train_timesteps
+    draws = [_old_draw(data, prior, caption_index, prior_index, empty, gen, 4, n_train, DRIFT, ref.scheduler)
              for _ in range(2)]
     x_t, t, cap, target = (torch.cat([d[i] for d in draws]) for i in range(4))
     with torch.no_grad():
-        emb = ref["text_encoder"](ids)[0][cap]
-    ref["unet"].train()
-    pred = ref["unet"](x_t, t, encoder_hidden_states=emb).sample
+        emb = ref.text_encoder(ids)[0][cap]
+    ref.unet.train()
+    pred = ref.unet(x_t, t, encoder_hidden_states=emb).sample
     loss8 = F.mse_loss(pred, target)
     grad8 = torch.autograd.grad(loss8, ref_trainable, allow_unused=True)
     assert loss == pytest.approx(loss8.item(), rel=1e-5)
@@ -275,8 +275,8 @@ def test_every_method_passes_the_options_through(tiny_parts, monkeypatch, name):
 def test_mixed_precision_on_cuda_with_accumulation(tiny_parts, precision):
     """The GPU path: batches drawn on the CPU generator and moved to the UNet's device, fp16 loss scaling."""
     parts, data, trainable, kwargs = _setup(tiny_parts, "token")
-    for key in ("unet", "text_encoder"):
-        parts[key].to("cuda")
+    for module in (parts.unet, parts.text_encoder):
+        module.to("cuda")
     losses = train_denoiser(parts, data, trainable, drift=DRIFT, steps=2, batch_size=2, lr=1e-3, seed=0,
                             mixed_precision=precision, gradient_accumulation_steps=2, quiet=True, **kwargs)
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
@@ -292,7 +292,7 @@ def test_gradient_checkpointing_gives_the_same_losses_and_weights(tiny_parts, ki
     ckpt = train_denoiser(ckpt_parts, data, trainable, gradient_checkpointing=True, **common, **kwargs)
     assert ckpt == plain  # every loss, bit for bit
     assert all(torch.equal(a, b) for a, b in zip(_state(plain_parts), _state(ckpt_parts), strict=True))
-    assert not ckpt_parts["unet"].is_gradient_checkpointing  # switched off again after training
+    assert not ckpt_parts.unet.is_gradient_checkpointing  # switched off again after training
 
 
 def test_checkpointing_auto_is_on_for_cuda_only_and_attention_is_sdpa(tiny_parts):
@@ -303,6 +303,6 @@ def test_checkpointing_auto_is_on_for_cuda_only_and_attention_is_sdpa(tiny_parts
     assert not use_checkpointing("auto", torch.device("cpu")) and use_checkpointing("auto", torch.device("cuda"))
     assert use_checkpointing(True, torch.device("cpu")) and not use_checkpointing(False, torch.device("cuda"))
     # torch's scaled_dot_product_attention (memory-efficient / flash kernels on CUDA) is the default attention
-    assert all(isinstance(p, AttnProcessor2_0) for p in tiny_parts["unet"].attn_processors.values())
+    assert all(isinstance(p, AttnProcessor2_0) for p in tiny_parts.unet.attn_processors.values())
     with pytest.raises(UserError, match="gradient_checkpointing"):
         TrainingOptions(gradient_checkpointing="yes")
