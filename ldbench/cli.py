@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (records then say inception-unverified)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--log-with", action="append", default=[], metavar="TRACKER",
+                   help="also log every training loop's loss per step to an experiment tracker through accelerate: "
+                   "tensorboard, wandb, mlflow, ... (its package must be installed; files under OUT/logs); "
+                   "repeatable. Stages found in the cache train nothing and log nothing")
     add_device_options(r)
     r.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
                    help="where cells run: this process (default), Ray tasks, or SLURM jobs via submitit; the cache "

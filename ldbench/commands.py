@@ -32,13 +32,17 @@ def run(args) -> int:
     from ldbench.device import from_args
 
     device, precision = from_args(args)
+    from ldbench.models.training import use_trackers
+
+    use_trackers(tuple(args.log_with), str(out_dir / "logs"))  # an unknown or missing tracker fails before any work
     cache_dir = writable_dirs(out_dir, args.cache_dir)
     from ldbench.runner.run import RunOptions, run_suite
 
     opts = RunOptions(out_dir=out_dir, cache_dir=cache_dir, quiet=args.quiet,
                       base_model=args.base_model, inception_weights=args.inception_weights,
                       allow_unverified_weights=args.allow_unverified_weights, executor=args.executor,
-                      executor_options=executor_options, device=device, precision=precision)
+                      executor_options=executor_options, device=device, precision=precision,
+                      log_with=tuple(args.log_with))
     result = run_suite(suite, opts)
     built = sum(not e["cached"] for e in result.store_events)
     if not args.quiet:

@@ -160,6 +160,31 @@ def use_checkpointing(gradient_checkpointing: str | bool, device: torch.device) 
     return device.type == "cuda" if gradient_checkpointing == "auto" else bool(gradient_checkpointing)
 
 
+# Where training logs go besides each stage's stored losses: accelerate's experiment trackers ("tensorboard",
+# "wandb", "mlflow", ... or GeneralTracker instances), set once per process by `ldbench run --log-with`
+# (use_trackers). None by default. Logging changes no number, so it is not part of any cache key; a stage
+# found in the cache trains nothing and logs nothing.
+_TRACKERS: dict = {"log_with": (), "logging_dir": None}
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+                    "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+
+
+def use_trackers(log_with: tuple = (), logging_dir: str | None = None) -> None:
+    """Send every training loop's loss per optimizer step to these trackers (names are checked: a tracker
+    accelerate does not know, or whose package is not installed, is a one-line error)."""
+    import importlib.util
+
+    for name in log_with:
+        if not isinstance(name, str):
+            continue  # a GeneralTracker instance
+        if name not in TRACKER_PACKAGES:
+            raise UserError(f"--log-with {name}: not a tracker accelerate knows; valid: {', '.join(TRACKER_PACKAGES)}")
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+            raise UserError(f"--log-with {name}: the {TRACKER_PACKAGES[name]} package is not installed; "
+                            f"pip install {TRACKER_PACKAGES[name]}")
+    _TRACKERS.update(log_with=tuple(log_with), logging_dir=logging_dir)
+
+
 def _accelerator(mixed_precision: str, gradient_accumulation_steps: int, cpu: bool):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
@@ -170,7 +195,17 @@ def _accelerator(mixed_precision: str, gradient_accumulation_steps: int, cpu: bo
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps,
-                       cpu=cpu)
+                       cpu=cpu, log_with=list(_TRACKERS["log_with"]) or None, project_dir=_TRACKERS["logging_dir"])
+
+
+def _tracked(accelerator, config: TrainConfig) -> Callable[[int, float], None] | None:
+    """A (step, loss) logger on the process's trackers, started for this training run; None without any."""
+    if not _TRACKERS["log_with"]:
+        return None
+    accelerator.init_trackers((config.desc or "train").replace(" ", "-"),
+                              config={"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr,
+                                      "seed": config.seed, "mixed_precision": config.mixed_precision})
+    return lambda step, loss: accelerator.log({"loss": loss}, step=step)
 
 
 def _caption_embedder(parts: Components, vocab: list[str], train_text_encoder: bool, device) -> Callable:
@@ -267,10 +302,14 @@ def train_denoiser(parts: Components, data: TrainData | Batches, trainable: list
     # forward passes run under accelerator.autocast() instead. The modules stay where they are.
     opt = accelerator.prepare(torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-2))
     run = _Run(unet, embed, batches, accelerator, opt, gen, drift or NO_DRIFT, config, after_step)
-    losses = []
+    losses, log = [], _tracked(accelerator, config)
     for _ in progress_bar(range(config.steps), config.desc, quiet=config.quiet):
         micro = [run.micro_step(scheduler, device) for _ in range(config.gradient_accumulation_steps)]
         losses.append(sum(micro) / len(micro))
+        if log is not None:
+            log(len(losses), losses[-1])
+    if log is not None:
+        accelerator.end_training()
     if checkpointing:
         unet.disable_gradient_checkpointing()
     unet.eval()

@@ -43,6 +43,7 @@ class RunOptions:
     precision: str = "fp32"  # inference precision of sampling and the autoencoder
     executor_gpus: float = 0  # GPUs each worker is given (set from the executor)
     cache_device: str = ""  # `ldbench report`: the device type whose cache keys the run used ("" = device's)
+    log_with: tuple = ()  # experiment trackers of the training loops (ldbench.models.training.use_trackers)
 
     def to_dict(self) -> dict:
         """What `ldbench report` needs to re-open the same cache entries."""
@@ -69,6 +70,12 @@ def make_extractors(suite: Suite, opts: RunOptions, reuse: bool = False) -> dict
                             reuse=reuse)
 
 
+def _use_trackers(opts: RunOptions) -> None:
+    from ldbench.models.training import use_trackers
+
+    use_trackers(opts.log_with, str(opts.out_dir / "logs"))
+
+
 def _planned_suite(suite: Suite, opts: RunOptions) -> Suite:
     """The suite as it runs: --base-model PATH replaces its base model (its resolved config stays as written)."""
     from ldbench.config import Component
@@ -84,6 +91,7 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
     from ldbench.device import key_fields, use_device
 
     use_device(opts.device)
+    _use_trackers(opts)
     store = Store(opts.cache_dir, read_only=opts.require_cached, device=opts.device, precision=opts.precision)
     if opts.cache_device:  # re-render on this machine what a run made elsewhere (nothing is built)
         store.key_extra = key_fields(opts.cache_device, opts.precision)
@@ -309,6 +317,7 @@ def _worker_context(opts: RunOptions, shared: Shared) -> tuple:
     check_precision(opts.precision, device)
     use_device(device)
     opts = dataclasses.replace(opts, device=device)
+    _use_trackers(opts)
     ctx = stages.context(Store(opts.cache_dir, read_only=opts.require_cached), opts.quiet, device, opts.precision)
     return ctx, opts, {**shared.env, **describe(device, opts.precision)}
 

@@ -62,6 +62,7 @@ def _cases(root: Path) -> dict[str, list[str]]:
         "unknown_method": run("--suite", str(root / "unknown_method.yaml")),
         "misspelled_method_option": run("--suite", "smoke", "--set", "methods=[{name: lora, options: {lora_rnak: 4}}]",
                                         tag="-opt"),
+        "unknown_tracker": run("--suite", "smoke", "--log-with", "tensorbored", tag="-trk"),
         "missing_inception": run("--suite", "smoke", "--set", "evaluation.extractors=[inception]",
                                  "--inception-weights", str(root / "missing.pth"), tag="-inc1"),
         "wrong_hash_inception": run("--suite", "smoke", "--set", "evaluation.extractors=[inception]",
@@ -205,3 +206,9 @@ def test_misspelled_method_option_fails_at_load_naming_it_and_the_valid_keys(res
     assert_user_error(r, "methods[0] (lora)", "lora_rnak", "valid:", "lora_rank", "steps")
     assert not (results["_root"] / "cache-opt").exists() and not (results["_root"] / "out-opt").exists()
     assert list(r.workdir.iterdir()) == []  # no dataset, model or report work began
+
+
+def test_unknown_tracker_fails_before_any_work(results):
+    r = results["unknown_tracker"]
+    assert_user_error(r, "--log-with tensorbored", "valid:", "tensorboard")
+    assert not (results["_root"] / "cache-trk").exists() and not (results["_root"] / "out-trk").exists()

@@ -306,3 +306,55 @@ def test_checkpointing_auto_is_on_for_cuda_only_and_attention_is_sdpa(tiny_parts
     assert all(isinstance(p, AttnProcessor2_0) for p in tiny_parts.unet.attn_processors.values())
     with pytest.raises(UserError, match="gradient_checkpointing"):
         TrainingOptions(gradient_checkpointing="yes")
+
+
+# --- experiment trackers (ldbench run --log-with) ----------------------------------------------------
+
+
+def test_trackers_receive_every_optimizer_steps_loss_and_change_nothing(tiny_parts):
+    from accelerate.tracking import GeneralTracker
+
+    from ldbench.models.training import use_trackers
+
+    class Recorder(GeneralTracker):
+        name, requires_logging_directory = "recorder", False
+        logged: list = []
+
+        def __init__(self):
+            super().__init__()
+
+        @property
+        def tracker(self):
+            return self
+
+        def store_init_configuration(self, values):
+            self.config = values
+
+        def log(self, values, step=None, **kwargs):
+            self.logged.append((step, values["loss"]))
+
+    common = dict(drift=DRIFT, steps=3, batch_size=2, lr=1e-2, seed=7, quiet=True)
+    parts, data, trainable, _ = _setup(tiny_parts, "unet")
+    untracked = train_denoiser(parts, data, trainable, **common)
+    recorder = Recorder()
+    use_trackers((recorder,))
+    try:
+        parts, data, trainable, _ = _setup(tiny_parts, "unet")
+        tracked = train_denoiser(parts, data, trainable, **common)
+    finally:
+        use_trackers(())
+    assert tracked == untracked  # logging changes no number
+    assert recorder.logged == [(i + 1, loss) for i, loss in enumerate(tracked)]
+    assert recorder.config["steps"] == 3 and recorder.config["seed"] == 7
+
+
+def test_unknown_or_missing_tracker_is_a_one_line_error():
+    import importlib.util
+
+    from ldbench.models.training import use_trackers
+
+    with pytest.raises(UserError, match="not a tracker accelerate knows; valid: tensorboard"):
+        use_trackers(("tensorbored",))
+    if importlib.util.find_spec("mlflow") is None:
+        with pytest.raises(UserError, match="the mlflow package is not installed; pip install mlflow"):
+            use_trackers(("mlflow",))
