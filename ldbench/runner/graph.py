@@ -117,10 +117,11 @@ def plan(suite, facts, stages: Iterable[str] | None = None, cells: list | None =
 
 
 def execute(runtime, nodes: Iterable[Node]) -> None:
-    """Build every node not yet in runtime.results, in order (upstream results must be there)."""
+    """Build every node not yet in runtime.results, in order, each after its upstream nodes."""
     for node in nodes:
         if node in runtime.results:
             continue
+        execute(runtime, [n for _, n in node.upstream])
         upstream = {role: runtime.results[n] for role, n in node.upstream}
         runtime.results[node] = STAGES.get(node.stage).build(runtime, node, upstream)
         runtime.log_stage()

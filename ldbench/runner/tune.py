@@ -163,7 +163,7 @@ def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, op
     for delta, (cell, gen, score) in zip(grid, _grid_nodes(rt.suite, cells, suite.evaluation.extractors[0]), strict=True):
         if not quiet:
             console.print(f"δ = {delta:+.3f} ({cell.drift.label})")
-        execute(rt, [n for _, n in score.upstream] + [score])
+        execute(rt, [score])  # its fine-tune, samples and reference statistics first
         result = json.loads(rt.results[score].file("score.json").read_text())
         curve.append({"delta": delta, "drift": cell.drift.to_dict(), **result,
                       "artifacts": {"finetune": rt.results[gen.up("finetune")].key, "generate": rt.results[gen].key}})

@@ -89,7 +89,7 @@ def test_check_refuses_malformed_baselines(tmp_path, capsys, text):
                                            ("{lr: -1.0}", "lr"), ("{lr: .nan}", "lr"),
                                            ("{batch_size: 0}", "batch_size"), ("{lora_rank: 0}", "lora_rank")])
 def test_method_options_checked_at_load(tmp_path, capsys, options, name):
-    one_error(capsys, run_argv(tmp_path, "--set", f"methods=[{{name: finetune, options: {options}}}]"),
+    one_error(capsys, run_argv(tmp_path, "--set", f"methods=[{{name: lora, options: {options}}}]"),
               f"method option {name}", "methods[0]")
     nothing_written(tmp_path)
 
