@@ -86,9 +86,13 @@ def loss_series(generated: list[dict]) -> list[dict]:
     """Per dataset × method, the loss per step of each fine-tune the cells used (once per training drift);
     a fine-tune loaded from a checkpoint has none."""
     groups: dict[str, dict[str, list[float]]] = {}
+    seen: set[str] = set()  # cells share fine-tunes: read each one's losses once
     for g in generated:
         ft, cell = g.get("finetune"), g["cell"]
-        losses = json.loads(ft.file("losses.json").read_text()) if ft is not None else []
+        if ft is None or ft.key in seen:
+            continue
+        seen.add(ft.key)
+        losses = json.loads(ft.file("losses.json").read_text())
         if losses:
             title = f"{g['dataset'].name} · {cell.method.name} · seed {cell.seed}"
             groups.setdefault(title, {})[cell.drift.for_training().label] = losses
