@@ -171,7 +171,14 @@ def _read_dicom(path: Path) -> RawImage:
     ds = pydicom.dcmread(path)
     if "PixelData" not in ds:
         raise ImageError("DICOM file has no pixel data")
-    arr = np.asarray(ds.pixel_array, dtype=np.float64)
+    try:
+        arr = np.asarray(ds.pixel_array, dtype=np.float64)
+    except RuntimeError as exc:  # a compressed transfer syntax whose decoder plugin is not installed
+        plugins = "; ".join(line.strip() for line in str(exc).splitlines()[1:])
+        if not plugins:
+            raise
+        raise ImageError(f"{ds.file_meta.TransferSyntaxUID.name} pixel data needs a decoder that is not "
+                         f"installed; any one of: {plugins}") from None
     slope = float(getattr(ds, "RescaleSlope", 1) or 1)
     intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
     arr = arr * slope + intercept

@@ -28,7 +28,8 @@ class MetricInfo:
     higher_is_better: bool
     fmt: str
     description: str
-    group: str = "realism"  # realism | identity | ground truth | effectiveness | axioms | utility | diversity
+    group: str = "realism"  # realism | identity | ground truth | effectiveness | axioms | utility | diversity |
+    #                         training | autoencoder
 
 
 class MetricRegistry(Mapping[str, MetricInfo]):
@@ -147,6 +148,18 @@ _add("auc_synthetic", MetricInfo("AUC synthetic", True, "{:.3f}", "classifier tr
                                  "tested on real", "utility"))
 _add("auc_mixed", MetricInfo("AUC 50/50", True, "{:.3f}", "classifier trained on 50% real + 50% generated images, "
                              "tested on real", "utility"))
+
+# --- the fine-tune itself: the paper's third mechanism (ldbench.metrics.latent_stability) and the autoencoder's
+# reconstruction, the ceiling of every generated image's fidelity (ldbench.runner.autoencoder)
+_add("latent_instability", MetricInfo("Latent instability", False, "{:.4f}", "std, over the checkpoints of the "
+                                      "second half of fine-tuning, of each generated sample's channel means (same "
+                                      "noise at every checkpoint), averaged over channels and samples; 0 = settled",
+                                      "training"))
+_add("autoencoder_psnr", MetricInfo("Autoencoder PSNR", True, "{:.2f}", "PSNR (dB) of the base model's autoencoder "
+                                    "reconstructing the test split (encode, decode): no generated image can be "
+                                    "closer to the data", "autoencoder"))
+_add("autoencoder_ssim", MetricInfo("Autoencoder SSIM", True, "{:.3f}", "SSIM of the autoencoder's reconstruction "
+                                    "of the test split", "autoencoder"))
 del _add
 
 # Names displayed without their extractor when that extractor is Inception's own (`display_name`).

@@ -165,8 +165,10 @@ def use_checkpointing(gradient_checkpointing: str | bool, device: torch.device) 
 # (use_trackers). None by default. Logging changes no number, so it is not part of any cache key; a stage
 # found in the cache trains nothing and logs nothing.
 _TRACKERS: dict = {"log_with": (), "logging_dir": None}
-TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
-                    "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
+# tracker -> the packages that provide it (any one will do: accelerate writes TensorBoard files through
+# torch.utils.tensorboard or, without the tensorboard package, tensorboardX)
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+                    "comet_ml": ("comet_ml",), "aim": ("aim",), "clearml": ("clearml",), "dvclive": ("dvclive",)}
 
 
 def use_trackers(log_with: tuple = (), logging_dir: str | None = None) -> None:
@@ -179,9 +181,9 @@ def use_trackers(log_with: tuple = (), logging_dir: str | None = None) -> None:
             continue  # a GeneralTracker instance
         if name not in TRACKER_PACKAGES:
             raise UserError(f"--log-with {name}: not a tracker accelerate knows; valid: {', '.join(TRACKER_PACKAGES)}")
-        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
-            raise UserError(f"--log-with {name}: the {TRACKER_PACKAGES[name]} package is not installed; "
-                            f"pip install {TRACKER_PACKAGES[name]}")
+        if all(importlib.util.find_spec(package) is None for package in TRACKER_PACKAGES[name]):
+            raise UserError(f"--log-with {name}: the {TRACKER_PACKAGES[name][0]} package is not installed; "
+                            f"pip install {TRACKER_PACKAGES[name][0]}")
     _TRACKERS.update(log_with=tuple(log_with), logging_dir=logging_dir)
 
 
@@ -269,6 +271,27 @@ class _Run:
         return loss.item()
 
 
+def _probe_hook(parts: Components, batches: Batches, embed: Callable, drift: Drift, config: TrainConfig
+                ) -> Callable[[int], None]:
+    """step -> None: records the active latent probe's checkpoint at that step (ldbench.models.probe); a no-op
+    without one, or for batches that are not text-conditioned captions (the instruct editor's)."""
+    from ldbench.models.probe import active_probe
+
+    probe = active_probe()
+    if probe is None or not isinstance(batches, CaptionBatches):
+        return lambda step: None
+    at = set(probe.settings.at(config.steps))
+    n_captions = len(batches.caption_index)
+    captions = batches.caption_index[torch.arange(probe.settings.samples) % n_captions]
+    shape = tuple(batches.data.latent_mean.shape[1:])
+
+    def hook(step: int) -> None:
+        if step in at:
+            probe.record(step, parts, embed, captions, shape, drift)
+
+    return hook
+
+
 def train_denoiser(parts: Components, data: TrainData | Batches, trainable: list[torch.nn.Parameter],
                    drift: Drift | None, config: TrainConfig,
                    after_step: Callable[[], None] | None = None) -> list[float]:
@@ -303,11 +326,14 @@ def train_denoiser(parts: Components, data: TrainData | Batches, trainable: list
     opt = accelerator.prepare(torch.optim.AdamW(trainable, lr=config.lr, weight_decay=1e-2))
     run = _Run(unet, embed, batches, accelerator, opt, gen, drift or NO_DRIFT, config, after_step)
     losses, log = [], _tracked(accelerator, config)
+    probe = _probe_hook(parts, batches, embed, run.drift, config)
+    probe(0)
     for _ in progress_bar(range(config.steps), config.desc, quiet=config.quiet):
         micro = [run.micro_step(scheduler, device) for _ in range(config.gradient_accumulation_steps)]
         losses.append(sum(micro) / len(micro))
         if log is not None:
             log(len(losses), losses[-1])
+        probe(len(losses))
     if log is not None:
         accelerator.end_training()
     if checkpointing:

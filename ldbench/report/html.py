@@ -206,10 +206,19 @@ def _roc_figures(roc: list[dict]) -> list[dict]:
     return figures
 
 
-def _loss_figures(losses: list[dict]) -> list[dict]:
-    """One figure per dataset × method: the loss curve of each of its fine-tunes (one per training drift)."""
-    return [{"title": entry["title"], "src": _data_uri(plots.loss_curves(entry["series"], title=entry["title"]))}
-            for entry in losses if entry.get("series")]
+def _loss_figures(training: list[dict], real_latents: dict) -> list[dict]:
+    """One row per dataset × method: the loss curve of each of its fine-tunes (one per training drift) and,
+    next to it, their generated latents' channel statistics at checkpoints against the real test latents'."""
+    figures = []
+    for entry in training:
+        loss = _data_uri(plots.loss_curves(entry["series"], title=entry["title"])) if entry.get("series") else None
+        latents = None
+        if entry.get("latents"):
+            real = real_latents.get(entry.get("dataset"))
+            reference = (real.mean(axis=(0, 2, 3)), real.std(axis=(0, 2, 3))) if real is not None else None
+            latents = _data_uri(plots.latent_checkpoints(entry["latents"], reference, title=entry["title"]))
+        figures.append({"title": entry["title"], "src": loss, "latents": latents})
+    return figures
 
 
 # A section longer than this starts folded (<details>), so a large suite's report opens on its summary and
@@ -235,7 +244,7 @@ def render_report(inputs: dict) -> str:
         summary_rows=_summary_rows(records, inputs.get("effects", [])),
         sweep_figures=_sweep_figures(records),
         roc_figures=_roc_figures(inputs.get("roc", [])),
-        loss_figures=_loss_figures(inputs.get("losses", [])),
+        loss_figures=_loss_figures(inputs.get("losses", []), inputs.get("real_latents", {})),
         effect_rows=effects_rows(inputs.get("effects", [])),
         effects_correction=correction_text(inputs.get("effects", [])),
         notes=sorted({n for r in records for n in r["provenance"].get("notes", [])}),

@@ -214,6 +214,7 @@ TABLE_GROUPS = {
     "effectiveness": ("effectiveness",),
     "utility": ("utility",),
     "diversity": ("diversity",),
+    "training": ("training", "autoencoder"),
 }
 
 

@@ -153,9 +153,18 @@ def _finetune_seconds(spec: Component, costs: Costs) -> float:
     extra = costs.generate_fixed + prepare(opts) * costs.image_step if prepare is not None else 0.0
     measured = dict(costs.finetune_step_by_method)
     if spec.name in measured:  # measured with the method's own batch make-up (DreamBooth's prior included)
-        return costs.finetune_fixed + measured[spec.name] * opts.steps * samples / costs.finetune_batch + extra
+        return costs.finetune_fixed + measured[spec.name] * opts.steps * samples / costs.finetune_batch + extra + (
+            _probe_seconds(costs))
     factor = getattr(method, "batch_factor", 1)
-    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * factor / 16 + extra
+    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * factor / 16 + extra + _probe_seconds(costs)
+
+
+def _probe_seconds(costs: Costs) -> float:
+    """The latent probe's sampling through a fine-tune (ldbench.models.probe): one UNet pass per image-step."""
+    from ldbench.runner.stages import LATENT_PROBE
+
+    p = LATENT_PROBE
+    return (p.checkpoints + 1) * p.samples * p.steps * costs.image_step / 2
 
 
 # --- what the plan needs to know without data (ldbench.runner.graph.Facts) ------------------------------
@@ -231,6 +240,10 @@ def base_model_cost(node, costs: Costs, facts) -> float:
 
 def latents_cost(node, costs: Costs, facts) -> float:
     return costs.latents
+
+
+def reconstruction_cost(node, costs: Costs, facts) -> float:
+    return costs.image * facts.split_size(node["dataset"], "test")
 
 
 def heldout_cost(node, costs: Costs, facts) -> float:

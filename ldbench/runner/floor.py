@@ -82,6 +82,16 @@ def build_heldout_metrics(rt, node, up: dict) -> Artifact:
     return rt.ctx.store.get_or_build("heldout-metrics", STAGE_VERSION, config, [data_art], build)
 
 
+def heldout_records(rt, node, art: Artifact, base_provenance: dict) -> list[dict]:
+    """The floor's records of one dataset × extractor × seed, with their provenance (Stage.records)."""
+    spec, seed = node["dataset"], node["seed"]
+    provenance = {**base_provenance, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
+                  "seeds": {"bootstrap": seed, "kid_subsets": seed},
+                  "reference_stats": rt.results[node.up("reference")][1],
+                  "extractor": rt.extractors[node["extractor"]].describe()}
+    return floor_records(rt.dataset(spec).name, seed, art, provenance)
+
+
 def floor_records(dataset: str, seed: int, art: Artifact, provenance: dict) -> list[dict]:
     """Tidy records (the shape of a cell's) of a held-out floor artifact."""
     records = []

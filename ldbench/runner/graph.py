@@ -59,6 +59,8 @@ class Stage:
     build    (runtime, node, upstream results by role) -> the result (an Artifact, or a value).
     cost     (node, costs, facts) -> estimated seconds from a cold cache (ldbench.runner.estimate).
     collect  optional (runtime, node, result, cell output) -> adds the node's records / evidence to a cell.
+    records  optional, shared stages: (runtime, node, result, run provenance) -> the node's own tidy records
+             (the real held-out floor, the autoencoder's reconstruction).
     label    its name in a record's provenance "artifacts" (default: the stage name with "_").
     """
 
@@ -69,6 +71,7 @@ class Stage:
     build: Callable
     cost: Callable
     collect: Callable | None = None
+    records: Callable | None = None
     label: Callable[[Node, Any], str] | None = None
 
     def artifact_label(self, node: Node, result) -> str:

@@ -83,20 +83,27 @@ def write_outputs(suite: Suite, opts, run: RunOutputs, log) -> None:
 
 
 def loss_series(generated: list[dict]) -> list[dict]:
-    """Per dataset × method, the loss per step of each fine-tune the cells used (once per training drift);
-    a fine-tune loaded from a checkpoint has none."""
-    groups: dict[str, dict[str, list[float]]] = {}
+    """Per dataset × method, each fine-tune the cells used (once per training drift): its loss per step
+    ("series") and its latent probe ("latents": steps, channel_mean, channel_mean_square; ldbench.models.probe).
+    A fine-tune loaded from a checkpoint has neither."""
+    from ldbench.runner.training_records import load_probe
+
+    groups: dict[str, dict] = {}
     seen: set[str] = set()  # cells share fine-tunes: read each one's losses once
     for g in generated:
         ft, cell = g.get("finetune"), g["cell"]
         if ft is None or ft.key in seen:
             continue
         seen.add(ft.key)
-        losses = json.loads(ft.file("losses.json").read_text())
+        losses, probe = json.loads(ft.file("losses.json").read_text()), load_probe(ft)
+        title = f"{g['dataset'].name} · {cell.method.name} · seed {cell.seed}"
+        group = groups.setdefault(title, {"title": title, "dataset": g["dataset"].name, "series": {}, "latents": {}})
+        label = cell.drift.for_training().label
         if losses:
-            title = f"{g['dataset'].name} · {cell.method.name} · seed {cell.seed}"
-            groups.setdefault(title, {})[cell.drift.for_training().label] = losses
-    return [{"title": title, "series": series} for title, series in groups.items()]
+            group["series"][label] = losses
+        if probe is not None:
+            group["latents"][label] = probe
+    return [g for g in groups.values() if g["series"] or g["latents"]]
 
 
 def stage_resources(events_path: Path) -> list[dict]:

@@ -1,7 +1,7 @@
 """The pipeline as data: every stage declared once, with its nodes, build, cost and what it adds to a cell.
 
     dataset ─▶ reference-stats ─▶ heldout-metrics          (shared: built by the driver before any cell)
-       ├──▶ split-features        base-model ─▶ latents
+       ├──▶ split-features        base-model ─▶ latents ─▶ autoencoder (reconstruction)
        └─▶ finetune ─▶ [editor-model] ─▶ generate (test) ─▶ metrics (per extractor) ─▶ diversity
                                           ├─▶ counterfactual-metrics ◀── oracle (per attribute), latents
                                           └─▶ generate (train) ─▶ utility ◀── classifier
@@ -15,8 +15,8 @@ here. The order of the declarations is the order of execution.
 from __future__ import annotations
 
 from ldbench.config import Component
+from ldbench.runner import autoencoder, diversity_stage, floor, realism_stages, stages, utility_stages
 from ldbench.runner import counterfactual_stages as cf
-from ldbench.runner import diversity_stage, floor, realism_stages, stages, utility_stages
 from ldbench.runner import estimate as est
 from ldbench.runner.graph import Node, Stage, declare
 
@@ -67,6 +67,11 @@ def metrics_node(suite, cell, extractor: str) -> Node:
     up = {"generate": generate_node(suite, cell),
           "reference": reference_node(cell.dataset, extractor, suite.evaluation.reference_split)}
     return Node.make("metrics", up, extractor=extractor, seed=cell.seed)
+
+
+def reconstruction_node(suite, spec: Component) -> Node:
+    up = {"dataset": dataset_node(spec), "base": base_node(suite), "latents": latents_node(suite, spec)}
+    return Node.make("autoencoder", up, dataset=spec)
 
 
 def heldout_node(suite, spec: Component, extractor: str, seed: int) -> Node:
@@ -139,10 +144,15 @@ declare(Stage(
     nodes=lambda suite, spec, facts: [latents_node(suite, spec)],
     build=stages.build_latents, cost=est.latents_cost))
 declare(Stage(
+    "autoencoder", autoencoder.STAGE_VERSION, shared=True,
+    nodes=lambda suite, spec, facts: [reconstruction_node(suite, spec)],
+    build=autoencoder.build_reconstruction, cost=est.reconstruction_cost,
+    records=autoencoder.reconstruction_records))
+declare(Stage(
     "heldout-metrics", floor.STAGE_VERSION, shared=True,
     nodes=lambda suite, spec, facts: [heldout_node(suite, spec, e, s) for e in suite.evaluation.extractors
                                       for s in suite.seeds],
-    build=floor.build_heldout_metrics, cost=est.heldout_cost))
+    build=floor.build_heldout_metrics, cost=est.heldout_cost, records=floor.heldout_records))
 declare(Stage(
     "split-features", diversity_stage.STAGE_VERSION, shared=True,
     nodes=lambda suite, spec, facts: [split_features_node(suite, spec)] if suite.evaluation.diversity else [],

@@ -62,3 +62,11 @@ def base_model_notes(base_meta: dict) -> list[str]:
         return []
     return [f"Base model {base_meta.get('source')}: its numbers measure nothing but the code's run; never "
             "report them as results"]
+
+
+def base_model_provenance(base_meta: dict, notes: list[str] = ()) -> dict:
+    """What every record made with a base model says about it: its source, whether its weights are random
+    (sd14-random), and the notes (with base_model_notes)."""
+    return {"base_model_source": base_meta.get("source", "embedded tiny latent diffusion model (pretrained by ldbench)"),
+            "base_model_random_weights": bool(base_meta.get("random_weights")),
+            "notes": list(notes) + base_model_notes(base_meta)}

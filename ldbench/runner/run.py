@@ -22,7 +22,8 @@ from ldbench.runner.outputs import (
     write_outputs,
 )
 from ldbench.runner.pipeline import RunFacts, base_node
-from ldbench.runner.provenance import base_model_notes, environment, new_run_id
+from ldbench.runner.provenance import base_model_provenance, environment, new_run_id
+from ldbench.runner.training_records import training_records
 from ldbench.store import Artifact, Store
 from ldbench.suite_checks import check_table_for_suite
 
@@ -161,7 +162,7 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, planned: Suite, ex
     execute(rt, plan(planned, facts, cells=[]).shared)  # data and statistics first, then the base model
     full = plan(planned, facts)
     shared = Shared(dict(rt.results), environment(opts.device, opts.precision), torch.get_num_threads())
-    floor = _floor_records(suite, full, rt, shared)
+    floor = _shared_records(suite, full, rt, shared)
     log("executor", name=opts.executor, **{k: str(v) for k, v in opts.executor_options.items()})
     progress = _CellProgress(len(full.cells), opts.quiet, executor.in_process)
 
@@ -178,9 +179,11 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, planned: Suite, ex
     jobs = [(suite, worker_opts, shared, cell) for cell in full.cells]
     outputs: list[CellOutput] = executor.map(run_cell, jobs, on_start=lambda i: progress.start(i, full.cells[i][0]),
                                              on_done=on_done, **({"rt": rt} if executor.in_process else {}))
-    records = floor + [r for out in outputs for r in out.records]
+    training, training_evidence = training_records(suite, [out.generated for out in outputs],
+                                                   (shared.env, shared.threads))
+    records = floor + training + [r for out in outputs for r in out.records]
     mark_validation(records, {e.name: e.fingerprint for e in extractors.values()})
-    evidence = [out.evidence for out in outputs]
+    evidence = [out.evidence for out in outputs] + training_evidence
     effects = ld_effects(evidence, suite.evaluation) if suite.evaluation.significance else []
     latents = {n["dataset"]: rt.results[n] for n in full.shared if n.stage == "latents"}
     write_outputs(suite, opts, RunOutputs(records, effects, rt.results[base_node(planned)], latents,
@@ -217,19 +220,16 @@ class _CellProgress:
         self.finished += 1
 
 
-def _floor_records(suite: Suite, full, rt: Runtime, shared: Shared) -> list[dict]:
-    """Tidy records of the real held-out floor of every dataset × extractor × seed (ldbench.runner.floor)."""
-    from ldbench.runner.floor import FLOOR_SPLIT, floor_records
-
+def _shared_records(suite: Suite, full, rt: Runtime, shared: Shared) -> list[dict]:
+    """The tidy records of the shared nodes that have their own (Stage.records): the real held-out floor of
+    every dataset × extractor × seed (ldbench.runner.floor), the autoencoder's reconstruction of each dataset."""
+    base = {"suite": suite.name, "resolved_config": suite.to_dict(), "environment": shared.env,
+            "torch_threads": shared.threads}
     records = []
-    for node in (n for n in full.shared if n.stage == "heldout-metrics"):
-        spec, name, seed = node["dataset"], node["extractor"], node["seed"]
-        reference_source = shared.results[node.up("reference")][1]
-        provenance = {"suite": suite.name, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
-                      "resolved_config": suite.to_dict(), "seeds": {"bootstrap": seed, "kid_subsets": seed},
-                      "reference_stats": reference_source, "extractor": rt.extractors[name].describe(),
-                      "environment": shared.env, "torch_threads": shared.threads}
-        records += floor_records(rt.dataset(spec).name, seed, shared.results[node], provenance)
+    for node in full.shared:
+        stage = STAGES.get(node.stage)
+        if stage.records is not None:
+            records += stage.records(rt, node, shared.results[node], base)
     return records
 
 
@@ -275,7 +275,7 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, planned_cell: tuple
         pairing=stable_hash({"source": gen_arrays["source_index"].tolist(), "plan": stages.load_plan(gen)}),
         stats={rt.extractors[n].name: references[n][0] for n in references})
     generated = {"cell": cell, "dataset": ds, "data_art": data_art, "generate": gen,
-                 "finetune": rt.results[gen_node.up("finetune")]}
+                 "finetune": rt.results[gen_node.up("finetune")], "base": base}
     return CellOutput(cell_records, evidence, generated, list(rt.ctx.store.events[first_event:]))
 
 
@@ -296,11 +296,9 @@ def _cell_provenance(suite: Suite, cell, built: dict, artifacts: dict, notes: li
                             if "loaded_from" in ft.meta else "trained by ldbench"),
         "editor_options": gen.meta["options"],
         "artifacts": artifacts,
-        "base_model_source": base.meta.get("source", "embedded tiny latent diffusion model (pretrained by ldbench)"),
-        "base_model_random_weights": bool(base.meta.get("random_weights")),
         "environment": env,
         "torch_threads": threads,
-        "notes": notes + base_model_notes(base.meta),
+        **base_model_provenance(base.meta, notes),
     }
 
 

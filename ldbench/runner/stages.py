@@ -28,6 +28,7 @@ from ldbench.hashing import sha256_file
 from ldbench.methods import METHODS, TrainingOptions, method_options
 from ldbench.models import Components, load_components
 from ldbench.models.base_models import BASE_MODEL_VERSION, BASE_MODELS, external_model_artifact  # noqa: F401
+from ldbench.models.probe import LatentProbe, ProbeSettings, probing
 from ldbench.models.training import TrainData
 from ldbench.runner.checkpoints import checkpoint_file
 from ldbench.store import Artifact, Store
@@ -35,13 +36,15 @@ from ldbench.store import Artifact, Store
 STAGE_VERSIONS = {
     "dataset": "1",
     "base-model": BASE_MODEL_VERSION,
-    "finetune": "2",  # 2: a method's key holds its own options only (options per component)
+    "finetune": "3",  # 2: a method's key holds its own options only; 3: latent statistics at checkpoints
     "generate": "3",  # 3: an editor's key holds its own options only
     "editor-model": "2",  # 2: instruct's key holds its own options only
     "reference-stats": "1",
     "metrics": "3",  # 3: intervals that contain their estimate, FID∞
     "latents": "1",
 }
+
+LATENT_PROBE = ProbeSettings()  # the generated-latent statistics every fine-tune records (ldbench.models.probe)
 
 
 @dataclass
@@ -133,7 +136,8 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
         return loaded_checkpoint_stage(ctx, base, method, options, checkpoint)
     key_options = {k: v for k, v in dataclasses.asdict(options).items()
                    if not (k in _NEUTRAL_DEFAULTS and v == _NEUTRAL_DEFAULTS[k])}
-    config = {"method": method.name, "options": key_options, "drift": train_drift.to_dict(), "seed": seed}
+    config = {"method": method.name, "options": key_options, "drift": train_drift.to_dict(), "seed": seed,
+              "latent_probe": dataclasses.asdict(LATENT_PROBE)}
 
     def build(tmp: Path) -> dict:
         torch.manual_seed(seed)
@@ -149,11 +153,14 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
                 save_file({"latent_mean": data.prior.latent_mean.contiguous(),
                            "latent_std": data.prior.latent_std.contiguous()}, str(tmp / "class_prior.safetensors"),
                           metadata={"captions": json.dumps(list(data.prior.captions))})
-        trained, losses = method.train(parts, data, train_drift, options, seed, ctx.quiet)
+        with probing(LatentProbe(LATENT_PROBE, seed)) as probe:  # the generated latents at checkpoints
+            trained, losses = method.train(parts, data, train_drift, options, seed, ctx.quiet)
         save_file({k: v.contiguous() for k, v in trained.items()}, str(tmp / "trained.safetensors"))
+        if probe.steps:
+            np.savez(tmp / "latent_probe.npz", **probe.arrays())
         (tmp / "losses.json").write_text(json.dumps(losses))
         return {"n_train": len(train), "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
-                "options": dataclasses.asdict(options)}
+                "options": dataclasses.asdict(options), "latent_probe": dataclasses.asdict(LATENT_PROBE)}
 
     return ctx.store.get_or_build("finetune", STAGE_VERSIONS["finetune"], config, [data_art, base], build)
 

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from ldbench.config import load_suite
+from ldbench.drift import Drift
 from ldbench.runner.run import RunOptions, run_suite
 
 pytestmark = pytest.mark.slow
@@ -19,6 +20,7 @@ TOY = [
     "evaluation.kid_subsets=10",
     "evaluation.bootstrap=20",
     "evaluation.extractors=[domain]",  # Inception's realism records are tested in tests/unit
+    "evaluation.effectiveness=false",  # the oracles are tested in test_counterfactual_pipeline.py
 ]
 
 
@@ -32,7 +34,8 @@ def toy_run(tmp_path_factory):
 
 
 def _cells(records: list[dict]) -> list[dict]:
-    return [r for r in records if r["method"] != "real"]
+    """The records of the suite's cells (not the floor, the autoencoder's or a fine-tune's own)."""
+    return [r for r in records if r["editor"] not in ("held-out", "reconstruction", "fine-tune")]
 
 
 def test_records_for_both_drifts_with_finite_metrics_and_cis(toy_run):
@@ -59,6 +62,31 @@ def test_records_for_both_drifts_with_finite_metrics_and_cis(toy_run):
     assert {r["n"] for r in floor} == {r["n"] for r in _cells(realism)}  # as many images as a generated set
     diversity = {r["metric"] for r in _cells(records)} - {"fd", "kd"}
     assert {"msssim_diversity", "memorization_ratio:pixel", "copy_rate:pixel"} <= diversity
+
+
+def test_every_run_reports_its_autoencoder_ceiling_and_each_finetunes_latent_stability(toy_run):
+    _, opts, _ = toy_run
+    results = json.loads((opts.out_dir / "results.json").read_text())
+    records = results["records"]
+    ceiling = {r["metric"]: r for r in records if r["method"] == "autoencoder"}
+    assert set(ceiling) == {"autoencoder_psnr", "autoencoder_ssim"}
+    test_size = {r["n"] for r in _cells(records) if r["metric"] == "fd"}  # a generated set: the test split's size
+    for r in ceiling.values():
+        lo, hi = r["ci95"]
+        assert r["editor"] == "reconstruction" and lo <= r["value"] <= hi and {r["n"]} == test_size
+        assert r["provenance"]["artifacts"]["autoencoder"] and r["provenance"]["base_model_source"]
+    assert 5.0 < ceiling["autoencoder_psnr"]["value"] < 60.0
+    stability = [r for r in records if r["metric"] == "latent_instability"]
+    assert {Drift(**r["drift"]).label for r in stability} == {"no LD", "LD δ=0.1 (noise/none)"}  # training drifts
+    for r in stability:
+        lo, hi = r["ci95"]
+        assert r["editor"] == "fine-tune" and lo <= r["value"] <= hi and r["n"] == 16
+        assert r["details"]["checkpoint_steps"] == [0, 1, 2, 3, 4, 5, 6]
+    effect = [e for e in results["ld_effects"] if e["metric"] == "latent_instability"]
+    assert len(effect) == 1 and effect[0]["editor"] == "fine-tune" and effect[0]["test"] == "paired bootstrap"
+    training = (opts.out_dir / "report.html").read_text().split('<section id="training">')[1].split("</section>")[0]
+    assert training.count("<img ") == 2 and "generated latents at checkpoints" in training
+    assert "Latent instability" in (opts.out_dir / "tables" / "training.md").read_text()
 
 
 def test_second_run_is_all_cache_hits_with_identical_numbers(toy_run):
@@ -114,11 +142,13 @@ def test_a_cell_can_load_a_checkpoint_instead_of_training(toy_run, tmp_path):
     provenance, and the numbers equal those of the run that trained the same weights."""
     suite, opts, first = toy_run
     keys = {r["drift"]["delta"]: r["provenance"]["artifacts"]["finetune"] for r in _cells(first.records)}
+    cell_values = [r["value"] for r in _cells(first.records)]
     files = {d: opts.cache_dir / "finetune" / k / "trained.safetensors" for d, k in keys.items()}
     loaded = load_suite("smoke", TOY + [
         f"methods=[{{name: finetune, options: {{checkpoint: {{'0.0': '{files[0.0]}', '0.1': '{files[0.1]}'}}}}}}]"])
     second = run_suite(loaded, RunOptions(out_dir=tmp_path / "out", cache_dir=opts.cache_dir, quiet=True))
-    assert [r["value"] for r in second.records] == [r["value"] for r in first.records]
+    assert [r["value"] for r in _cells(second.records)] == cell_values
+    assert not [r for r in second.records if r["editor"] == "fine-tune"]  # nothing trained here, nothing probed
     source = _cells(second.records)[0]["provenance"]["finetune_source"]
     assert len(source["sha256"]) == 64 and source["loaded_from"] in {str(f) for f in files.values()}
 

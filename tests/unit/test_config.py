@@ -45,6 +45,7 @@ def test_smoke_suite_expands_to_four_cells():
     assert suite.seeds == (0,)
     assert [c.name for c in suite.editors] == ["sdedit", "text2img"]
     assert suite.evaluation.bootstrap == 200
+    assert suite.evaluation.effectiveness  # the oracle's AUC for the intended attribute of every edit
     cells = suite.cells()
     assert len(cells) == 1 * 1 * 2 * 1 * 2 == 4
     assert len(set(cells)) == 4  # cells are hashable and distinct

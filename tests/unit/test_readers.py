@@ -144,3 +144,102 @@ def test_workers_is_not_part_of_the_cache_key(tmp_path):
     root = fixtures.write_manifest(tmp_path / "m", n_subjects=3)
     assert (create_dataset("manifest", root=str(root), workers=1).options()
             == create_dataset("manifest", root=str(root), workers=4).options())
+
+
+# --- real files that packages ship (pydicom's downsized NEMA WG04 MR and CT) -----------------------------
+
+REAL_DICOM_MR = ("MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm")
+
+
+def _pydicom_file(name: str) -> Path:
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:  # pydicom ships them in its wheel; a trimmed install would not
+        pytest.skip(f"pydicom's test file {name} is not installed")
+    return Path(path)
+
+
+@pytest.mark.parametrize("name", REAL_DICOM_MR)
+def test_real_mr_reads_the_same_in_every_transfer_syntax(name):
+    """One real MR slice stored explicit / implicit little endian, big endian and RLE-compressed: the
+    reader gives the same values whatever the encoding."""
+    import pydicom
+
+    reference = pydicom.dcmread(_pydicom_file("MR_small.dcm")).pixel_array
+    raw = readers.read_image(_pydicom_file(name))
+    assert raw.format == "dicom" and raw.data.shape == (64, 64) and raw.bit_depth == 16
+    np.testing.assert_array_equal(raw.data, reference.astype(np.float64))
+
+
+def test_real_ct_is_read_in_hounsfield_units():
+    import pydicom
+
+    path = _pydicom_file("CT_small.dcm")
+    ds = pydicom.dcmread(path)
+    raw = readers.read_image(path)
+    assert (float(ds.RescaleSlope), float(ds.RescaleIntercept)) == (1.0, -1024.0)
+    np.testing.assert_array_equal(raw.data, ds.pixel_array.astype(np.float64) - 1024.0)
+    assert raw.data.min() < -800 and raw.data.max() > 1000  # air and bone, in HU
+
+
+def test_real_dicom_with_a_missing_decoder_is_one_line_naming_what_to_install():
+    import importlib.util
+
+    if any(importlib.util.find_spec(m) for m in ("gdcm", "pylibjpeg", "jpeg_ls")):
+        pytest.skip("a JPEG-LS decoder is installed here")
+    with pytest.raises(readers.ImageError, match=r"JPEG-LS Lossless.*needs a decoder.*pylibjpeg") as info:
+        readers.read_image(_pydicom_file("MR_small_jpeg_ls_lossless.dcm"))
+    assert "\n" not in str(info.value)
+
+
+def test_real_dicom_slices_go_through_the_adapters_preprocessing():
+    """The real MR and CT slices through the pipeline every real adapter uses: (64, 64) float32 in [0, 1];
+    the CT through a soft-tissue window in HU."""
+    from ldbench.data.preprocess import Pipeline
+
+    mr = Pipeline.build().run(readers.read_image(_pydicom_file("MR_small.dcm")), 64)
+    ct = Pipeline.build(intensity={"name": "window", "center": 40, "width": 400}).run(
+        readers.read_image(_pydicom_file("CT_small.dcm")), 64)
+    for img in (mr, ct):
+        assert img.shape == (64, 64) and img.dtype == np.float32 and 0.0 <= img.min() < img.max() <= 1.0
+    assert (ct == 0.0).mean() > 0.05 and (ct == 1.0).mean() > 0.001  # air below the window, bone above
+
+
+# --- real brain data that dipy ships (a T1 slice and small real NIfTI volumes) --------------------------
+
+
+def _dipy_file(name: str) -> Path:
+    pytest.importorskip("dipy")  # a test dependency: its wheel carries these files
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("dipy") / "data" / "files" / name))
+
+
+@pytest.mark.parametrize("name, shape", [("S0_10slices.nii.gz", (128, 128, 10, 1)), ("aniso_vox.nii.gz", (58, 58, 24))])
+def test_real_nifti_volumes_read_exactly_and_slice_to_an_axial_image(name, shape):
+    import nibabel as nib
+
+    from ldbench.data.preprocess import Pipeline
+
+    path = _dipy_file(name)
+    raw = readers.read_image(path)
+    assert raw.format == "nifti" and raw.data.shape == shape and raw.nifti is not None
+    np.testing.assert_array_equal(raw.data, np.asarray(nib.load(str(path)).dataobj, dtype=np.float64))
+    img = Pipeline.build().run(raw, 64)  # canonical orientation, the slice at 60% of the brain's extent
+    assert img.shape == (64, 64) and img.dtype == np.float32 and 0.0 <= img.min() < img.max() <= 1.0
+
+
+def test_a_real_t1_slice_keeps_its_values_through_nifti_and_sixteen_bit_png(tmp_path):
+    """dipy's real coronal T1 slice (256 × 256, [0, 1]) written the two ways a user hands slices in, read
+    back: exact through NIfTI, within half a 16-bit step through a 16-bit PNG."""
+    import nibabel as nib
+
+    t1 = np.load(_dipy_file("t1_coronal_slice.npy"), allow_pickle=False)
+    assert t1.shape == (256, 256) and t1.min() == 0.0 and t1.max() == 1.0
+    nib.save(nib.Nifti1Image(t1[:, :, None].astype(np.float32), np.eye(4)), str(tmp_path / "t1.nii.gz"))
+    np.testing.assert_array_equal(readers.read_image(tmp_path / "t1.nii.gz").data[:, :, 0], t1.astype(np.float32))
+    Image.fromarray(np.round(t1 * 65535).astype(np.uint16)).save(tmp_path / "t1.png")
+    raw = readers.read_image(tmp_path / "t1.png")
+    assert raw.bit_depth == 16
+    np.testing.assert_allclose(images.read_image(tmp_path / "t1.png"), t1, atol=0.5 / 65535 + 1e-12)

@@ -153,13 +153,23 @@ def test_report_has_new_sections_with_valid_inline_figures_and_escapes_text():
     assert "&lt;script&gt;window.__pwned" in html and "&lt;img src=x" in html
 
 
-def test_report_shows_each_finetune_loss_curve():
-    losses = [{"title": "synth-brain · finetune · seed 0",
-               "series": {"no LD": list(np.linspace(0.3, 0.1, 50)), "LD δ=0.1 (noise/none)": [0.3] * 50}}]
+def _probe(rng, scale: float) -> dict:
+    steps = np.array([0, 25, 50])
+    means = rng.normal(0, scale, size=(3, 4, 4))
+    return {"steps": steps, "channel_mean": means, "channel_mean_square": means**2 + 1.0}
+
+
+def test_report_shows_each_finetune_loss_curve_next_to_its_latents_at_checkpoints():
+    rng = np.random.default_rng(0)
+    losses = [{"title": "synth-brain · finetune · seed 0", "dataset": "synth-brain",
+               "series": {"no LD": list(np.linspace(0.3, 0.1, 50)), "LD δ=0.1 (noise/none)": [0.3] * 50},
+               "latents": {"no LD": _probe(rng, 1.0), "LD δ=0.1 (noise/none)": _probe(rng, 0.1)}}]
     html = render_report({**report_inputs(), "losses": losses})
     training = html.split('<section id="training">')[1].split("</section>")[0]
-    assert training.count("<img ") == 1 and "synth-brain · finetune · seed 0" in training
-    _assert_png(base64.b64decode(re.findall(r'src="data:image/png;base64,([^"]+)"', training)[0]))
+    assert training.count("<img ") == 2 and "synth-brain · finetune · seed 0" in training
+    assert 'alt="generated latents at checkpoints: synth-brain · finetune · seed 0"' in training
+    for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', training):
+        _assert_png(base64.b64decode(uri))
     assert "No fine-tune trained in this run" in render_report(report_inputs())
 
 

@@ -348,6 +348,45 @@ def test_trackers_receive_every_optimizer_steps_loss_and_change_nothing(tiny_par
     assert recorder.config["steps"] == 3 and recorder.config["seed"] == 7
 
 
+def _tensorboard_scalars(logdir) -> list[tuple[int, str, float]]:
+    """(step, tag, value) of every scalar in the TensorBoard event files under `logdir`: TFRecord framing
+    (length, its CRC, the Event proto, its CRC) read here, the Event parsed by tensorboardX's proto."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = []
+    for path in sorted(logdir.rglob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 12 + length + 4
+            out += [(event.step, v.tag, v.simple_value) for v in event.summary.value]
+    return out
+
+
+def test_log_with_tensorboard_writes_every_steps_loss_to_an_event_file(tiny_parts, tmp_path):
+    pytest.importorskip("tensorboardX")  # a test dependency; accelerate writes through it without tensorboard
+    from ldbench.models.training import use_trackers
+
+    common = dict(drift=DRIFT, steps=3, batch_size=2, lr=1e-2, seed=7, quiet=True)
+    parts, data, trainable, _ = _setup(tiny_parts, "unet")
+    untracked = train_denoiser(parts, data, trainable, **common)
+    use_trackers(("tensorboard",), str(tmp_path / "logs"))
+    try:
+        parts, data, trainable, _ = _setup(tiny_parts, "unet")
+        tracked = train_denoiser(parts, data, trainable, **common)
+    finally:
+        use_trackers(())
+    assert tracked == untracked
+    scalars = _tensorboard_scalars(tmp_path / "logs")
+    assert any(tag.startswith("_hparams_") for _, tag, _ in scalars)  # the run's configuration
+    losses = [(step, value) for step, tag, value in scalars if tag == "loss"]
+    assert [step for step, _ in losses] == [1, 2, 3]
+    assert [value for _, value in losses] == pytest.approx(tracked, rel=1e-6)  # stored as float32
+
+
 def test_unknown_or_missing_tracker_is_a_one_line_error():
     import importlib.util
 
