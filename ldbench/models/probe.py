@@ -28,6 +28,7 @@ import torch
 from ldbench.drift import NO_DRIFT, Drift, initial_latents
 
 PROBE_SEED_OFFSET = 7_919  # the probe's noise: its own seed, never the training generator's
+GPU_CHUNK = 4  # samples per reverse chain on a GPU
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,12 @@ class LatentProbe:
             noise = torch.randn((len(captions), *latent_shape), generator=gen).to(unet.device, unet.dtype)
             sampling = probe_drift(drift)
             latents = initial_latents(sampling, noise, scheduler.init_noise_sigma)
-            guidance = TextGuidance(unet, embed(captions.to(unet.device)), 1.0)
-            z = denoise(scheduler, latents, scheduler.timesteps, guidance, sampling, None).float().cpu()
+            embeddings = embed(captions.to(unet.device))
+            # all at once on the CPU; on a GPU a few at a time, next to the training run's memory
+            chunk = len(captions) if unet.device.type == "cpu" else GPU_CHUNK
+            z = torch.cat([denoise(scheduler, latents[i : i + chunk], scheduler.timesteps,
+                                   TextGuidance(unet, embeddings[i : i + chunk], 1.0), sampling, None).float().cpu()
+                           for i in range(0, len(captions), chunk)])
         finally:
             unet.train(modes[0])
             text_encoder.train(modes[1])

@@ -203,33 +203,34 @@ def loss_curves(series: dict[str, list[float]], window: int = 20, title: str = "
 
 
 def latent_checkpoints(series: dict[str, dict], reference: tuple | None = None, title: str = "") -> bytes:
-    """Each latent channel's mean (line) ± std (band) over generated samples and pixels at each checkpoint of
-    the fine-tunes of one dataset × method, one colour per training drift (`series`: label -> the probe's
-    arrays); `reference` = (mean (C,), std (C,)) of the real test latents, dashed."""
+    """Each latent channel's mean (top row) and std (bottom row) over generated samples and pixels at each
+    checkpoint of the fine-tunes of one dataset × method, one colour per training drift (`series`: label ->
+    the probe's arrays); `reference` = (mean (C,), std (C,)) of the real test latents, dashed."""
     from ldbench.metrics.latent_stability import channel_summary
 
     if not series:
         raise ValueError("latent_checkpoints: no series")
     n_channels = next(iter(series.values()))["channel_mean"].shape[2]
-    fig, axes = plt.subplots(1, n_channels, figsize=(2.0 * n_channels + 0.6, 2.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(2, n_channels, figsize=(1.9 * n_channels + 0.6, 3.6), sharex=True, squeeze=False)
     palette = sns.color_palette("colorblind")
     for i, (label, probe) in enumerate(series.items()):
-        mean, std = channel_summary(probe["channel_mean"], probe["channel_mean_square"])
-        for c, ax in enumerate(axes[0]):
-            color = palette[i % len(palette)]
-            ax.plot(probe["steps"], mean[:, c], color=color, lw=1.4, marker=".", label=label if c == 0 else None)
-            ax.fill_between(probe["steps"], mean[:, c] - std[:, c], mean[:, c] + std[:, c], color=color, alpha=0.15)
-    for c, ax in enumerate(axes[0]):
-        if reference is not None:
-            ax.axhline(reference[0][c], color="0.2", ls="--", lw=0.9, label="real test latents" if c == 0 else None)
-            for sign in (-1, 1):
-                ax.axhline(reference[0][c] + sign * reference[1][c], color="0.2", ls=":", lw=0.7)
-        ax.set_title(f"channel {c}", fontsize=8)
-        ax.set_xlabel("optimizer step", fontsize=7)
-        ax.tick_params(labelsize=6)
-    axes[0][0].set_ylabel("generated latent (mean ± std)", fontsize=7)
+        summary = channel_summary(probe["channel_mean"], probe["channel_mean_square"])
+        for row, values in enumerate(summary):
+            for c in range(n_channels):
+                axes[row][c].plot(probe["steps"], values[:, c], color=palette[i % len(palette)], lw=1.4,
+                                  marker=".", label=label if row == c == 0 else None)
+    for c in range(n_channels):
+        axes[0][c].set_title(f"channel {c}", fontsize=8)
+        axes[1][c].set_xlabel("optimizer step", fontsize=7)
+        for row in range(2):
+            if reference is not None:
+                axes[row][c].axhline(reference[row][c], color="0.2", ls="--", lw=0.9,
+                                     label="real test latents" if row == c == 0 else None)
+            axes[row][c].tick_params(labelsize=6)
+    axes[0][0].set_ylabel("mean", fontsize=7)
+    axes[1][0].set_ylabel("std", fontsize=7)
     axes[0][0].legend(fontsize=6)
-    if title:
-        fig.suptitle(title, fontsize=8)
+    fig.suptitle(title + ": generated latents at checkpoints" if title else "generated latents at checkpoints",
+                 fontsize=8)
     fig.tight_layout()
     return _png(fig)
