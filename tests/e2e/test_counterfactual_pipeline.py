@@ -70,7 +70,8 @@ def test_ld_effects_for_every_editor_and_metric(cf_run):
     _, opts, _ = cf_run
     results = json.loads((opts.out_dir / "results.json").read_text())
     effects = results["ld_effects"]
-    assert {e["editor"] for e in effects} == {"text2img", "sdedit", "inversion-edit", "instruct"}
+    # the four editors' cells, and the fine-tune's own latent stability (LD-trained against no-LD-trained)
+    assert {e["editor"] for e in effects} == {"text2img", "sdedit", "inversion-edit", "instruct", "fine-tune"}
     by_editor = {}
     for e in effects:
         by_editor.setdefault(e["editor"], set()).add(e["metric"])
@@ -86,7 +87,7 @@ def test_ld_effects_for_every_editor_and_metric(cf_run):
                 values.setdefault(r["metric"], {})[r["drift"]["delta"]] = r["value"]
         for metric, by_delta in values.items():
             assert metric in by_editor[editor] or by_delta[0.0] == by_delta[0.1], (editor, metric)
-    assert {"fd", "kd"} <= by_editor["sdedit"]
+    assert {"fd", "kd"} <= by_editor["sdedit"] and by_editor["fine-tune"] == {"latent_instability"}
     tests = {e["test"] for e in effects}
     assert "paired bootstrap" in tests and "DeLong (paired)" in tests
     table = (opts.out_dir / "tables" / "ld_effect.md").read_text()
