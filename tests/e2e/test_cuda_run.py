@@ -21,6 +21,7 @@ TINY = [
     "evaluation.kid_subsets=5",
     "evaluation.bootstrap=5",
     "evaluation.extractors=[domain]",
+    "evaluation.effectiveness=false",
 ]
 
 

@@ -19,6 +19,7 @@ TOY = [
     "evaluation.kid_subsets=5",
     "evaluation.bootstrap=10",
     "evaluation.extractors=[domain]",
+    "evaluation.effectiveness=false",  # the oracles are tested in test_counterfactual_pipeline.py
 ]
 
 

@@ -22,7 +22,7 @@ COMMON = [
     "base_model={name: sd14-random, options: {width_divisor: 8, text_layers: 2, image_size: 64}}",
     "drifts=[{delta: 0.1, train: noise, sample: every-step}]",
     "evaluation.kid_subset_size=4", "evaluation.kid_subsets=5", "evaluation.bootstrap=5",
-    "evaluation.extractors=[domain]", "evaluation.diversity=false",
+    "evaluation.extractors=[domain]", "evaluation.diversity=false", "evaluation.effectiveness=false",
 ]
 # every method with the inversion editor; the instruct editor (which trains its own UNet) on one method
 EVERY_METHOD = COMMON + [

@@ -306,7 +306,10 @@ def test_text_ages_are_reported_and_refused(tmp_path, capsys):
     suite = load_suite("smoke", [DOMAIN, "editors=[sdedit, instruct]"])
     with pytest.raises(UserError, match="age column is text"):
         check_table_for_suite(suite, "manifest", table)
-    check_table_for_suite(load_suite("smoke", [DOMAIN]), "manifest", table)  # no editor needs ages
+    # smoke's oracles read ages too; without them and instruct, nothing needs ages
+    with pytest.raises(UserError, match="age column is text"):
+        check_table_for_suite(load_suite("smoke", [DOMAIN]), "manifest", table)
+    check_table_for_suite(load_suite("smoke", [DOMAIN, "evaluation.effectiveness=false"]), "manifest", table)
 
 
 # --- 10. run ids --------------------------------------------------------------------------------------
