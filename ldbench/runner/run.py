@@ -162,7 +162,7 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, planned: Suite, ex
     execute(rt, plan(planned, facts, cells=[]).shared)  # data and statistics first, then the base model
     full = plan(planned, facts)
     shared = Shared(dict(rt.results), environment(opts.device, opts.precision), torch.get_num_threads())
-    floor = _shared_records(suite, full, rt, shared)
+    shared_records = _shared_records(suite, full, rt, shared)
     log("executor", name=opts.executor, **{k: str(v) for k, v in opts.executor_options.items()})
     progress = _CellProgress(len(full.cells), opts.quiet, executor.in_process)
 
@@ -181,7 +181,7 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, planned: Suite, ex
                                              on_done=on_done, **({"rt": rt} if executor.in_process else {}))
     training, training_evidence = training_records(suite, [out.generated for out in outputs],
                                                    (shared.env, shared.threads))
-    records = floor + training + [r for out in outputs for r in out.records]
+    records = shared_records + training + [r for out in outputs for r in out.records]
     mark_validation(records, {e.name: e.fingerprint for e in extractors.values()})
     evidence = [out.evidence for out in outputs] + training_evidence
     effects = ld_effects(evidence, suite.evaluation) if suite.evaluation.significance else []
