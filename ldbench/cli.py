@@ -131,6 +131,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("base-models", help="list the base models a suite's base_model can name (embedded, diffusers, "
                    "sd14-random: SD v1.4 with random weights, for tests and timings only)")
 
+    pe = sub.add_parser(
+        "pretrain-embedded", help="remake the embedded base model's shipped weights (CPU, minutes) and compare them",
+        description="Pretrain the embedded tiny latent diffusion model with its default config on natural images, "
+        "exactly as its shipped weights were made (CPU, fixed thread count), write them to --out, print the "
+        "time it took, and exit 0 if the file is bit-identical to the shipped one, 1 if not.")
+    pe.add_argument("--out", type=Path, default=Path("embedded-base.safetensors"),
+                    help="weights file to write (default ./embedded-base.safetensors)")
+    pe.add_argument("--quiet", action="store_true", help="no progress bars")
+
     s = sub.add_parser("stats", help="reference statistics: build, show, verify")
     ssub = s.add_subparsers(dest="stats_command", required=True)
     b = ssub.add_parser("build", help="compute reference statistics of a dataset split")
@@ -275,6 +284,10 @@ def _dispatch(args) -> int:
         return commands.methods()
     if args.command == "base-models":
         return commands.base_models()
+    if args.command == "pretrain-embedded":
+        from ldbench.commands_models import pretrain_embedded
+
+        return pretrain_embedded(args)
     if args.command == "stats":
         return {"build": commands.stats_build, "show": commands.stats_show, "verify": commands.stats_verify}[
             args.stats_command](args)

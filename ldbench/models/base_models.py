@@ -1,6 +1,7 @@
 """The base-model registry: how a suite's `base_model: {name, options}` becomes a stored model.
 
-    embedded     the tiny latent diffusion model, pretrained here on natural images (ldbench.models.tiny)
+    embedded     the tiny latent diffusion model pretrained on natural images (ldbench.models.tiny); its
+                 default config loads the weights ldbench ships (ldbench.models.embedded_weights)
     diffusers    a user's diffusers Stable Diffusion directory or hub id (options.path)
     sd14-random  Stable Diffusion v1.4's architecture with seeded random weights (ldbench.models.sd14):
                  for tests and timings only, never results
@@ -36,7 +37,7 @@ class BaseModel:
 BASE_MODELS: Registry[BaseModel] = Registry("base_model")
 
 
-BASE_MODEL_VERSION = "1"  # the base-model stage's version (part of its cache key; the runner reads it here)
+BASE_MODEL_VERSION = "2"  # the base-model stage's version (part of its cache key; the runner reads it here)
 
 
 def _stage_version() -> str:
@@ -58,6 +59,9 @@ def check_tiny_config(config) -> None:
     if config.image_size % 8:
         raise UserError(f"image_size must be a multiple of 8, got {config.image_size}; e.g. image_size: 64")
     v.int_in(config.vae_crop, "vae_crop", 8, config.image_size, example=32)
+    v.int_in(config.vae_width, "vae_width", 8, 512, example=32)
+    if config.vae_width % 8:
+        raise UserError(f"vae_width must be a multiple of 8 (the autoencoder's group norm), got {config.vae_width}")
     for name in ("vae_steps", "unet_steps"):
         v.int_in(getattr(config, name), name, 0, example=400)
     for name in ("batch_size", "crops_per_image"):
@@ -81,13 +85,19 @@ def _embedded_artifact(store, options: dict, quiet: bool):
 
 
 def _embedded_pretrain_steps(options: dict) -> float:
+    """Pretraining steps at batch 16 (an autoencoder step weighted by its width's cost, ~(w/16)^2); 0 when
+    the config's weights are shipped and only loaded."""
+    from ldbench.models import embedded_weights
     from ldbench.models.tiny import TinyModelConfig
 
     config = _options(TinyModelConfig, options, "base_model (embedded)")
-    return (config.vae_steps + config.unet_steps) * config.batch_size / 16
+    if embedded_weights.ships(config):
+        return 0.0
+    return (config.vae_steps * (config.vae_width / 16) ** 2 + config.unet_steps) * config.batch_size / 16
 
 
-BASE_MODELS.add("embedded", BaseModel("tiny latent diffusion model pretrained by ldbench (offline, default)",
+BASE_MODELS.add("embedded", BaseModel("tiny latent diffusion model pretrained on natural images (offline, default; "
+                                      "ships pretrained, other options pretrain in the run)",
                                       _check_embedded, _embedded_artifact, pretrain_steps=_embedded_pretrain_steps))
 
 

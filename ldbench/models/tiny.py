@@ -4,8 +4,8 @@ No Stable Diffusion weights can be downloaded here, so ldbench builds a model wi
 anatomy at toy size and pretrains it on natural images that installed packages carry
 (scikit-image's data images and scikit-learn's sample images):
 
-- AutoencoderKL: 64x64 RGB -> 4x16x16 latents (downsampling 4). As in Stable Diffusion, the latent
-  scaling factor is 1 / std of the natural-image latents, so natural latents are ~unit variance and a
+- AutoencoderKL: 64x64 RGB -> 4x16x16 latents (downsampling 4), levels of (w, 2w, 2w) channels. As in
+  Stable Diffusion, the latent scaling factor is 1 / std of the natural-image latents, so natural latents are ~unit variance and a
   medical domain's latents sit off the N(0, I) prior: the mismatch Latent Drifting is about.
 - CLIPTextModel (2 layers, width 64) with a character-level CLIP BPE tokenizer written here (every
   character is a token; no merges), saved in the standard CLIPTokenizer files. It is not trained: its
@@ -13,8 +13,10 @@ anatomy at toy size and pretrains it on natural images that installed packages c
 - UNet2DConditionModel with cross-attention on the text, DDPM noise schedule of Stable Diffusion v1
   (scaled_linear, 0.00085..0.012, 1000 steps), ε-prediction.
 
-Pretraining is deterministic under its seed on CPU, and the result is saved as an ordinary diffusers
-StableDiffusionPipeline directory, so the embedded model and a real Stable Diffusion take one loading path.
+Pretraining is deterministic under its seed on CPU at a fixed thread count, and the result is saved as an
+ordinary diffusers StableDiffusionPipeline directory, so the embedded model and a real Stable Diffusion
+take one loading path. The default config's pretrained weights ship with ldbench
+(ldbench.models.embedded_weights): a run loads them instead of pretraining for an hour.
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ class TinyModelConfig:
 
     seed: int = 0
     image_size: int = IMAGE_SIZE
-    vae_steps: int = 400
+    vae_steps: int = 4000
     vae_crop: int = 32  # the autoencoder is fully convolutional: train it on 32x32 crops (4x cheaper)
-    unet_steps: int = 500
+    unet_steps: int = 4000
     batch_size: int = 16
     vae_lr: float = 2e-3
     unet_lr: float = 1e-3
     crops_per_image: int = 64
+    vae_width: int = 32  # channels of the autoencoder's first level; its three levels have (w, 2w, 2w)
 
 
 # --- components ------------------------------------------------------------------------------------
@@ -76,7 +79,7 @@ def write_char_tokenizer(directory: Path):
     )
 
 
-def build_components(tokenizer_dir: Path, seed: int = 0) -> Components:
+def build_components(tokenizer_dir: Path, seed: int = 0, vae_width: int = 16) -> Components:
     """Untrained diffusers components of the tiny model, initialised from `seed`."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -101,7 +104,7 @@ def build_components(tokenizer_dir: Path, seed: int = 0) -> Components:
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 32),
+        block_out_channels=(vae_width, 2 * vae_width, 2 * vae_width),
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=8,
@@ -190,8 +193,12 @@ def natural_crops(n_per_image: int, size: int, seed: int) -> tuple[torch.Tensor,
 def _pretrain_autoencoder(vae, images: torch.Tensor, config: TinyModelConfig, gen: torch.Generator,
                           quiet: bool) -> list[float]:
     """Reconstruction + a small KL, as the LDM paper's KL-regularised autoencoder (without its perceptual
-    and adversarial terms, which would need downloaded networks). Frozen afterwards."""
+    and adversarial terms, which would need downloaded networks), with a one-cycle learning rate (5%
+    warm-up, then cosine decay, so that a long pretraining ends with small refining steps). Frozen
+    afterwards."""
     opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.vae_lr, total_steps=max(config.vae_steps, 1),
+                                                   pct_start=0.05)
     vae_losses = []
     for _ in progress_bar(range(config.vae_steps), "pretrain autoencoder", quiet=quiet):
         idx = torch.randint(len(images), (config.batch_size,), generator=gen)
@@ -204,22 +211,35 @@ def _pretrain_autoencoder(vae, images: torch.Tensor, config: TinyModelConfig, ge
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         vae_losses.append(loss.item())
     vae.eval().requires_grad_(False)
     return vae_losses
 
 
 def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = False) -> dict:
-    """Build and pretrain the tiny model, save it as a diffusers pipeline in `out_dir`.
+    """The embedded model for `config` as a diffusers pipeline in `out_dir`: ldbench's shipped weights when
+    `config` is the one they were pretrained with (ldbench.models.embedded_weights), else pretrained here.
 
-    Returns a summary (losses, scaling factor, image count) for provenance.
+    Returns a summary (losses, scaling factor, image count, where the weights came from) for provenance.
     """
-    from diffusers import StableDiffusionPipeline
+    from ldbench.models import embedded_weights
 
+    if embedded_weights.ships(config):
+        parts, natural_latents, summary = embedded_weights.load(out_dir / "_tokenizer_src", config)
+    else:
+        parts, natural_latents, summary = pretrain_components(out_dir / "_tokenizer_src", config, quiet)
+        summary = {**summary, "source": "embedded tiny latent diffusion model (pretrained by ldbench for its non-default options)"}
+    save_pipeline(parts, out_dir, natural_latents)
+    return summary
+
+
+def pretrain_components(tokenizer_dir: Path, config: TinyModelConfig, quiet: bool = False):
+    """Build and pretrain the tiny model: (components, 512 scaled natural-image latents, summary)."""
     from ldbench.models.training import TrainConfig, TrainData, train_denoiser
 
     torch.manual_seed(config.seed)
-    parts = build_components(out_dir / "_tokenizer_src", seed=config.seed)
+    parts = build_components(tokenizer_dir, seed=config.seed, vae_width=config.vae_width)
     images, captions = natural_crops(config.crops_per_image, config.image_size, config.seed)
     gen = torch.Generator().manual_seed(config.seed)
 
@@ -240,17 +260,23 @@ def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = Fa
     train = TrainConfig(steps=config.unet_steps, batch_size=config.batch_size, lr=config.unet_lr, seed=config.seed,
                         desc="pretrain denoiser", quiet=quiet)
     unet_losses = train_denoiser(parts, data, list(parts.unet.parameters()), None, train)
-    pipe = StableDiffusionPipeline(
-        **parts.modules(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(out_dir / "pipeline", safe_serialization=True)
-    np.savez(out_dir / "natural_latents.npz", latents=(means[:512] * scaling).numpy().astype(np.float32))
-    return {
+    summary = {
         "natural_images": len(images),
         "scaling_factor": scaling,
         "vae_loss_last": float(np.mean(vae_losses[-20:])),
         "unet_loss_last": float(np.mean(unet_losses[-20:])),
     }
+    return parts, (means[:512] * scaling).to(torch.float32), summary
+
+
+def save_pipeline(parts: Components, out_dir: Path, natural_latents: torch.Tensor) -> None:
+    """The components as an ordinary diffusers StableDiffusionPipeline directory (`out_dir/pipeline`), and
+    the natural-image latents that the report's latent figure shows (`natural_latents.npz`)."""
+    from diffusers import StableDiffusionPipeline
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # its one-shard "Writing model shards" bar is noise
+    pipe = StableDiffusionPipeline(**parts.modules(), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(out_dir / "pipeline", safe_serialization=True)
+    np.savez(out_dir / "natural_latents.npz", latents=natural_latents.numpy().astype(np.float32))

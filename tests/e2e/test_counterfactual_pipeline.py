@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 30, visits: 2, image_size: 32}}]",
-    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4}}",
+    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4, vae_width: 16}}",
     "methods=[{name: finetune, options: {steps: 6, batch_size: 8}}]",
     "editors=[{name: text2img, options: {steps: 3}}, {name: sdedit, options: {steps: 4, strength: 0.5}},"
     " {name: inversion-edit, options: {steps: 4, strength: 0.5}},"

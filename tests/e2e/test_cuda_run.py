@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 TINY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 12, visits: 2}}]",
-    "base_model={name: embedded, options: {vae_steps: 5, unet_steps: 5, crops_per_image: 2}}",
+    "base_model={name: embedded, options: {vae_steps: 5, unet_steps: 5, crops_per_image: 2, vae_width: 16}}",
     "methods=[{name: finetune, options: {steps: 2, batch_size: 4}}]",
     "editors=[{name: text2img, options: {steps: 2}}]",
     "drifts=[{delta: 0.0}, {delta: 0.1}]",

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 24, visits: 2, image_size: 32}}]",
-    "base_model={name: embedded, options: {vae_steps: 10, unet_steps: 10, crops_per_image: 4}}",
+    "base_model={name: embedded, options: {vae_steps: 10, unet_steps: 10, crops_per_image: 4, vae_width: 16}}",
     "methods=[{name: finetune, options: {steps: 4, batch_size: 8}}]",
     "editors=[{name: sdedit, options: {steps: 3, strength: 0.5}}]",
     "evaluation.kid_subset_size=6",

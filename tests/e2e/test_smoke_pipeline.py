@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 24, visits: 2}}]",
-    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4}}",
+    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4, vae_width: 16}}",
     "methods=[{name: finetune, options: {steps: 6, batch_size: 8}}]",
     "editors=[{name: sdedit, options: {steps: 4, strength: 0.5}}, {name: text2img, options: {steps: 3}}]",
     "evaluation.kid_subset_size=6",

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 30, visits: 2, image_size: 32}}]",
-    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4}}",
+    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4, vae_width: 16}}",
     "methods=[{name: finetune, options: {steps: 4, batch_size: 8}}]",
     "editors=[{name: text2img, options: {steps: 3}}]",
     "evaluation.kid_subset_size=4",
