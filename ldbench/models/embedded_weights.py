@@ -4,7 +4,7 @@
 TinyModelConfig: the autoencoder, text-encoder and UNet tensors (prefixed `vae.`, `text_encoder.`,
 `unet.`), the scaled latents of 512 natural-image crops (`natural_latents`, for the report's latent
 figure), and as JSON metadata the config and the pretraining summary. Its SHA-256 is pinned here and
-checked on every load. The file is reproduced bit for bit by
+checked on every load. The file was made by, and is remade by,
 
     ldbench pretrain-embedded --out embedded-base.safetensors
 
