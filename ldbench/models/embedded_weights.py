@@ -30,7 +30,6 @@ WEIGHTS_FILE = Path(__file__).parent / "weights" / "embedded-base.safetensors"
 WEIGHTS_SHA256 = "9fc57c379b299ee0981e26837b83c090c70c6d596bbc7c25d5d582735715c64b"
 FORMAT = "ldbench-embedded-base-1"
 PRETRAIN_THREADS = 2
-NETWORKS = ("vae", "text_encoder", "unet")
 SOURCE = "embedded tiny latent diffusion model (ldbench's shipped weights, SHA-256 {sha})"
 
 
@@ -38,7 +37,7 @@ def ships(config) -> bool:
     """True when `config` is the default TinyModelConfig, the one the shipped weights were pretrained with."""
     from ldbench.models.tiny import TinyModelConfig
 
-    return bool(WEIGHTS_SHA256) and dataclasses.asdict(config) == dataclasses.asdict(TinyModelConfig())
+    return dataclasses.asdict(config) == dataclasses.asdict(TinyModelConfig())
 
 
 def write(path: Path, parts, natural_latents: torch.Tensor, config, summary: dict) -> None:
@@ -71,7 +70,7 @@ def load(tokenizer_dir: Path, config, path: Path = WEIGHTS_FILE, sha256: str | N
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {}).get("ldbench", "{}"))
         tensors = {key: f.get_tensor(key) for key in f.keys()}
-    if meta.get("format") != FORMAT or meta.get("config") != json.loads(json.dumps(dataclasses.asdict(config))):
+    if meta.get("format") != FORMAT or meta.get("config") != dataclasses.asdict(config):
         raise UserError(f"{path}: not the embedded model's weights for this config (format {meta.get('format')!r})")
     parts = build_components(tokenizer_dir, seed=config.seed, vae_width=config.vae_width)
     for name, module in parts.networks().items():

@@ -5,8 +5,9 @@ anatomy at toy size and pretrains it on natural images that installed packages c
 (scikit-image's data images and scikit-learn's sample images):
 
 - AutoencoderKL: 64x64 RGB -> 4x16x16 latents (downsampling 4), levels of (w, 2w, 2w) channels. As in
-  Stable Diffusion, the latent scaling factor is 1 / std of the natural-image latents, so natural latents are ~unit variance and a
-  medical domain's latents sit off the N(0, I) prior: the mismatch Latent Drifting is about.
+  Stable Diffusion, the latent scaling factor is 1 / std of the natural-image latents, so natural
+  latents are ~unit variance and a medical domain's latents sit off the N(0, I) prior: the mismatch
+  Latent Drifting is about.
 - CLIPTextModel (2 layers, width 64) with a character-level CLIP BPE tokenizer written here (every
   character is a token; no merges), saved in the standard CLIPTokenizer files. It is not trained: its
   seeded initialisation is a fixed text embedding the UNet learns to read, frozen like SD's CLIP.
@@ -217,7 +218,7 @@ def _pretrain_autoencoder(vae, images: torch.Tensor, config: TinyModelConfig, ge
     return vae_losses
 
 
-def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = False) -> dict:
+def build_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = False) -> dict:
     """The embedded model for `config` as a diffusers pipeline in `out_dir`: ldbench's shipped weights when
     `config` is the one they were pretrained with (ldbench.models.embedded_weights), else pretrained here.
 
@@ -229,7 +230,8 @@ def pretrain_tiny_model(out_dir: Path, config: TinyModelConfig, quiet: bool = Fa
         parts, natural_latents, summary = embedded_weights.load(out_dir / "_tokenizer_src", config)
     else:
         parts, natural_latents, summary = pretrain_components(out_dir / "_tokenizer_src", config, quiet)
-        summary = {**summary, "source": "embedded tiny latent diffusion model (pretrained by ldbench for its non-default options)"}
+        summary = {**summary,
+                   "source": "embedded tiny latent diffusion model (pretrained by ldbench for its non-default options)"}
     save_pipeline(parts, out_dir, natural_latents)
     return summary
 

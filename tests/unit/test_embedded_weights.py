@@ -10,7 +10,7 @@ from ldbench.cli import main
 from ldbench.errors import UserError
 from ldbench.hashing import sha256_file
 from ldbench.models import embedded_weights
-from ldbench.models.tiny import TinyModelConfig, pretrain_tiny_model
+from ldbench.models.tiny import TinyModelConfig, build_tiny_model
 
 TINY = TinyModelConfig(vae_steps=2, unet_steps=2, crops_per_image=1, vae_width=8)
 
@@ -67,7 +67,7 @@ def test_a_cold_default_build_loads_the_shipped_weights_without_pretraining(tmp_
         raise AssertionError("the default config must not be pretrained")
 
     monkeypatch.setattr(tiny, "pretrain_components", no_pretraining)
-    summary = pretrain_tiny_model(tmp_path, TinyModelConfig(), quiet=True)
+    summary = build_tiny_model(tmp_path, TinyModelConfig(), quiet=True)
     assert summary["weights_sha256"] == embedded_weights.WEIGHTS_SHA256
     parts = load_components(tmp_path / "pipeline")
     from safetensors.torch import load_file
