@@ -113,7 +113,8 @@ class SubmititExecutor:
         except RuntimeError as exc:  # e.g. no `srun` on this machine
             raise UserError(f"--executor slurm: {str(exc).splitlines()[0]}; on a machine without SLURM use "
                             "--executor-option cluster=local (jobs as local processes)") from None
-        defaults = {"timeout_min": 24 * 60} if cluster == "slurm" else {}
+        # submitit's own default limit (5 min for local jobs) kills any real cell, and a loaded machine's toy one
+        defaults = {"timeout_min": 24 * 60}
         self.gpus = next((int(parameters[k]) for k in ("gpus_per_node", "slurm_gpus_per_node", "gpus_per_task",
                                                         "slurm_gpus_per_task") if parameters.get(k)), 0)
         try:
