@@ -24,11 +24,19 @@ biased estimate (FD with n not much larger than d) is centred on a biased value 
 value less often: FD∞ (ldbench.metrics.extrapolation) is the remedy for that bias.
 
 All resampling uses `np.random.default_rng(seed)`: equal seeds give equal intervals.
+
+Every resampling loop runs with one BLAS thread (`one_blas_thread`). A resample's statistic is a few small
+products and decompositions (an n x r SVD, n x n kernels, n around 100), for which OpenBLAS's threads cost
+more in hand-offs than they save. Whenever anything else holds a core (torch's OpenMP threads after a
+training step, a second worker, another job), its threads wait for each other, and a 120 x 119 SVD
+took 0.2 s instead of 0.8 ms. Measured in benchmarks/perf/bench_bootstrap.py, which also checks that the
+values are the same bits: every output element is computed by one thread either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -40,6 +48,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_values",
     "containing_bootstrap_ci",
+    "one_blas_thread",
     "percentile_interval",
     "recentred_interval",
 ]
@@ -52,6 +61,15 @@ def _alpha(level: float) -> float:
     if not 0.0 < level < 1.0:
         raise ValueError(f"confidence level must be in (0, 1), got {level}")
     return (1.0 - level) / 2.0
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS and LAPACK (numpy's, scipy's) on one thread inside the block; the previous limits after it."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def bootstrap_values(
@@ -67,8 +85,9 @@ def bootstrap_values(
     rng = np.random.default_rng(seed)
     n = len(f)
     values = np.empty(n_boot)
-    for i in range(n_boot):
-        values[i] = float(statistic(f[rng.integers(0, n, size=n)]))
+    with one_blas_thread():
+        for i in range(n_boot):
+            values[i] = float(statistic(f[rng.integers(0, n, size=n)]))
     if not np.all(np.isfinite(values)):
         raise ValueError("bootstrap statistic returned NaN or infinite values")
     return values

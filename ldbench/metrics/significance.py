@@ -35,6 +35,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from ldbench.errors import UserError
+from ldbench.metrics.intervals import one_blas_thread
 from ldbench.metrics.math import finite_array
 
 __all__ = [
@@ -286,13 +287,14 @@ def paired_bootstrap_difference(
             raise ValueError(f"bootstrap statistic returned a non-finite value (a={da}, b={db})")
         return da - db
 
-    value = difference(np.arange(n), np.arange(size_b))
     rng = np.random.default_rng(seed)
     diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        idx_a = rng.integers(0, n, size=n)
-        idx_b = idx_a if paired else rng.integers(0, size_b, size=size_b)
-        diffs[i] = difference(idx_a, idx_b)
+    with one_blas_thread():  # small products per resample: see ldbench.metrics.intervals
+        value = difference(np.arange(n), np.arange(size_b))
+        for i in range(n_boot):
+            idx_a = rng.integers(0, n, size=n)
+            idx_b = idx_a if paired else rng.integers(0, size_b, size=size_b)
+            diffs[i] = difference(idx_a, idx_b)
     low, high = _percentile_ci(diffs, alpha)
     p = min(1.0, 2.0 * min(float(np.mean(diffs <= 0.0)), float(np.mean(diffs >= 0.0))))
     return {

@@ -128,3 +128,35 @@ def test_score_records_name_their_interval_method():
     for r in recs:
         assert r["ci_method"] == CI_RECENTRED
         assert r["ci95"][0] <= r["value"] <= r["ci95"][1]
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_resampling_loops_run_on_one_blas_thread_and_give_the_same_bits():
+    from threadpoolctl import threadpool_limits
+
+    from ldbench.metrics.extrapolation import ReferenceFD
+    from ldbench.metrics.significance import paired_bootstrap_difference
+
+    rng = np.random.default_rng(0)
+    ref, gen = rng.normal(size=(60, 24)), rng.normal(0.3, 1.0, size=(60, 24))
+    fd = ReferenceFD(ref.mean(axis=0), np.cov(ref, rowvar=False))
+    seen = []
+
+    def statistic(f: np.ndarray) -> float:
+        seen.append(_blas_threads())
+        return fd(f)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        values = bootstrap_values(statistic, gen, 8, seed=1)
+        assert _blas_threads() == before  # the caller's limits come back
+        paired_bootstrap_difference(lambda i: statistic(gen[i]), lambda i: statistic(ref[i]), 60, 4, seed=1)
+        rs = np.random.default_rng(1)
+        by_hand = [fd(gen[rs.integers(0, 60, size=60)]) for _ in range(8)]  # the same resamples, 2 threads
+    assert len(seen) == 8 + 2 + 4 * 2 and all(threads == [1] * len(before) for threads in seen)
+    assert np.array_equal(values, by_hand)
