@@ -29,8 +29,9 @@ Every resampling loop runs with one BLAS thread (`one_blas_thread`). A resample'
 products and decompositions (an n x r SVD, n x n kernels, n around 100), for which OpenBLAS's threads cost
 more in hand-offs than they save. Whenever anything else holds a core (torch's OpenMP threads after a
 training step, a second worker, another job), its threads wait for each other, and a 120 x 119 SVD
-took 0.2 s instead of 0.8 ms. Measured in benchmarks/perf/bench_bootstrap.py, which also checks that the
-values are the same bits: every output element is computed by one thread either way.
+took 0.2 s instead of 0.8 ms. On idle cores one thread is 10-20% slower here. Measured in
+benchmarks/perf/bench_bootstrap.py, which also checks that these statistics give the same bits on one
+thread as on two (tests/unit/test_intervals.py checks it too).
 """
 
 from __future__ import annotations
