@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ldbench.report.figure_cache import kept  # noqa: E402
+
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -20,6 +22,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+@kept
 def channel_distributions(groups: dict[str, np.ndarray], max_values: int = 20000, seed: int = 0) -> bytes:
     """One panel per latent channel: the distribution of latent values of each group (the paper's
     channel-wise latent distribution figure). `groups`: label -> latents (N, C, h, w)."""
@@ -45,6 +48,7 @@ def channel_distributions(groups: dict[str, np.ndarray], max_values: int = 20000
     return _png(g.figure)
 
 
+@kept
 def sample_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str]) -> bytes:
     """A grid of gray images: one row per label, one column per entry (difference maps in a diverging map)."""
     n_rows, n_cols = len(rows), len(columns)
@@ -67,6 +71,7 @@ def sample_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str]) ->
     return _png(fig)
 
 
+@kept
 def sweep_curves(series: dict[str, dict[str, list[tuple[float, float, tuple[float, float] | None]]]],
                  metric_labels: dict[str, str] | None = None) -> bytes:
     """Small multiples of metric vs δ: one panel per metric, one line per drift placement.
@@ -113,6 +118,7 @@ def sweep_curves(series: dict[str, dict[str, list[tuple[float, float, tuple[floa
     return _png(fig)
 
 
+@kept
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], metric_labels: dict[str, str] | None = None,
                title: str = "") -> bytes:
     """ROC curves of one cell: one line per AUC metric (its AUC in the legend) and the chance diagonal.
@@ -148,6 +154,7 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], metric_labels: 
     return _png(fig)
 
 
+@kept
 def validation_figure_png(result: dict) -> bytes:
     """Distance against level, one panel per disturbance, with the real held-out floor as a dashed line."""
     from ldbench.metrics.validation import verdict
@@ -175,6 +182,7 @@ def validation_figure_png(result: dict) -> bytes:
     return _png(fig)
 
 
+@kept
 def loss_curves(series: dict[str, list[float]], window: int = 20, title: str = "") -> bytes:
     """Training loss per optimizer step of the fine-tunes of one dataset × method, one colour per training
     drift: each step's loss (thin) and its moving average over `window` steps (thick)."""
@@ -202,6 +210,7 @@ def loss_curves(series: dict[str, list[float]], window: int = 20, title: str = "
 
 
 
+@kept
 def latent_checkpoints(series: dict[str, dict], reference: tuple | None = None, title: str = "") -> bytes:
     """Each latent channel's mean (top row) and std (bottom row) over generated samples and pixels at each
     checkpoint of the fine-tunes of one dataset × method, one colour per training drift (`series`: label ->

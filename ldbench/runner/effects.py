@@ -18,6 +18,9 @@ forty effects does not report about two of them as significant by chance alone.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +28,10 @@ import numpy as np
 
 from ldbench.config import Evaluation
 from ldbench.drift import Drift
+from ldbench.hashing import array_hash
+
+# The store keys the effects on their evidence, not on this code: bump when a test's math changes.
+EFFECTS_VERSION = "1"
 
 
 @dataclass
@@ -146,3 +153,36 @@ def ld_effects(cells: list[CellEvidence], evaluation: Evaluation) -> list[dict]:
         if base is not None:
             effects += compare_cells(cell, base, evaluation)
     return correct_effects(effects, getattr(evaluation, "multiple_comparisons", "holm"))
+
+
+def evidence_digest(cells: list[CellEvidence]) -> str:
+    """SHA-256 of everything compare_cells reads: each cell's identity, pairing, records' values and
+    details, per-item arrays, generated features and the reference statistics they were scored against."""
+    h, stats_hashes = hashlib.sha256(), {}
+    for c in cells:
+        head = {"cell": [c.dataset, c.method, c.editor, c.seed, c.drift.to_dict()], "pairing": c.pairing,
+                "records": [{k: r.get(k) for k in ("metric", "extractor", "value", "n", "details")}
+                            for r in c.records]}
+        h.update(json.dumps(head, sort_keys=True, default=str).encode())
+        for group in (c.items or {}, c.features or {}):
+            for name in sorted(group):
+                h.update(f"{name}:{array_hash(group[name])}".encode())
+        for name, s in sorted((c.stats or {}).items()):
+            if id(s) not in stats_hashes:  # one reference serves many cells: hash its 2048 x 2048 sigma once
+                stats_hashes[id(s)] = array_hash(*(a for a in (s.mu, s.sigma, s.features) if a is not None))
+            h.update(f"{name}:{stats_hashes[id(s)]}".encode())
+    return h.hexdigest()
+
+
+def stored_ld_effects(store, cells: list[CellEvidence], evaluation: Evaluation) -> list[dict]:
+    """ld_effects through the artifact store, keyed on the evidence's digest and the evaluation settings: a
+    run whose every stage is cached reads its effects instead of repeating thousands of bootstrap resamples."""
+    config = {"evidence": evidence_digest(cells), "evaluation": dataclasses.asdict(evaluation)}
+
+    def build(tmp) -> dict:
+        effects = ld_effects(cells, evaluation)
+        (tmp / "effects.json").write_text(json.dumps(effects))
+        return {"n_effects": len(effects)}
+
+    art = store.get_or_build("ld-effects", EFFECTS_VERSION, config, [], build)
+    return json.loads(art.file("effects.json").read_text())

@@ -35,6 +35,7 @@ def write_outputs(suite: Suite, opts, run: RunOutputs, log) -> None:
     """results.json, tables/*.md and report.html."""
     records, effects, base, latents, generated, env = (run.records, run.effects, run.base, run.latents,
                                                         run.generated, run.env)
+    from ldbench.report.figure_cache import figures_kept_in
     from ldbench.report.html import render_report
     from ldbench.report.tables import effects_table_markdown, group_tables_markdown
 
@@ -78,7 +79,9 @@ def write_outputs(suite: Suite, opts, run: RunOutputs, log) -> None:
         "environment": env,
         "stage_resources": stage_resources(opts.out_dir / "events.jsonl"),
     }
-    atomic_write_text(opts.out_dir / "report.html", render_report(report_inputs))
+    with figures_kept_in(opts.cache_dir / "figures"):  # a run from a warm cache does not redraw them
+        html = render_report(report_inputs)
+    atomic_write_text(opts.out_dir / "report.html", html)
     log("outputs", files=[*written, "report.html"])
 
 

@@ -14,7 +14,7 @@ from ldbench.hashing import stable_hash
 from ldbench.metrics.validation_results import mark_validation
 from ldbench.progress import console, escape
 from ldbench.runner import stages
-from ldbench.runner.effects import CellEvidence, ld_effects
+from ldbench.runner.effects import CellEvidence, stored_ld_effects
 from ldbench.runner.graph import STAGES, CellResults, Runtime, execute, plan
 from ldbench.runner.outputs import (
     RESULTS_SCHEMA,  # noqa: E402,F401  (re-exported)
@@ -184,7 +184,10 @@ def _run(suite: Suite, opts: RunOptions, ctx: stages.Context, planned: Suite, ex
     records = shared_records + training + [r for out in outputs for r in out.records]
     mark_validation(records, {e.name: e.fingerprint for e in extractors.values()})
     evidence = [out.evidence for out in outputs] + training_evidence
-    effects = ld_effects(evidence, suite.evaluation) if suite.evaluation.significance else []
+    effects = []
+    if suite.evaluation.significance:
+        effects = stored_ld_effects(ctx.store, evidence, suite.evaluation)
+        log("stage", **ctx.store.events[-1])  # the effects' store entry, built or read, like every stage's
     latents = {n["dataset"]: rt.results[n] for n in full.shared if n.stage == "latents"}
     write_outputs(suite, opts, RunOutputs(records, effects, rt.results[base_node(planned)], latents,
                                           [out.generated for out in outputs], shared.env, _roc(evidence)), log)
