@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ldbench.hashing import array_hash
+
 _DIRECTORIES: list[Path] = []  # the innermost directory of `figures_kept_in`, when inside one
 
 
@@ -37,9 +39,7 @@ class _Unhashable(TypeError):
 
 def _update(h, value) -> None:
     if isinstance(value, np.ndarray):
-        value = np.ascontiguousarray(value)
-        h.update(f"array{value.dtype}{value.shape}".encode())
-        h.update(value.tobytes())
+        h.update(f"array:{array_hash(value, length=64)};".encode())
     elif isinstance(value, dict):
         h.update(b"{")
         for k in sorted(value, key=repr):

@@ -50,8 +50,12 @@ def test_effects_are_stored_once_and_read_back_equal(tmp_path, monkeypatch):
 def test_any_change_in_the_evidence_or_settings_tests_afresh(tmp_path):
     store = Store(tmp_path)
     stored_ld_effects(store, _cells(), EVALUATION)
-    changed = [_cells(shift=0.06), _cells(feature_shift=0.31)]  # one per-item value, one feature array
-    for cells in changed:
+    # one per-item value, then one feature value, each with the cell's records left as they were
+    item_changed, feature_changed = _cells(), _cells()
+    item_changed[1].items["mean__source_l1"][3] += 0.1
+    feature_changed[1].features["toy"][3, 1] += 0.1
+    for cells in (item_changed, feature_changed):
+        assert [r["value"] for c in cells for r in c.records] == [r["value"] for c in _cells() for r in c.records]
         assert stored_ld_effects(store, cells, EVALUATION) == ld_effects(cells, EVALUATION)
         assert not store.events[-1]["cached"]
     stored_ld_effects(store, _cells(), Evaluation(bootstrap=60))
