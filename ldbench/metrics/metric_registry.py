@@ -119,6 +119,9 @@ _add("truth_psnr", MetricInfo("PSNR vs truth", True, "{:.2f}", "PSNR (dB, capped
                               "ground truth"))
 _add("truth_l1", MetricInfo("L1 vs truth", False, "{:.4f}", "mean absolute pixel difference to the true "
                             "counterfactual", "ground truth"))
+_add("toward_truth_l1", MetricInfo("L1 toward truth", True, "{:.4f}", "L1 to the source minus L1 to the true "
+                                   "counterfactual, per edit: > 0 when the edit lies closer to the intended image "
+                                   "than to the one it edited", "ground truth"))
 _add("truth_lpips", MetricInfo("LPIPS vs truth", False, "{:.4f}", "LPIPS distance to the true counterfactual",
                                "ground truth"))
 _add("effectiveness_auc", MetricInfo("Oracle AUC", True, "{:.3f}", "AUC of an oracle trained on real data for the "

@@ -5,7 +5,8 @@
     generate (train) ─▶ utility (AUC protocol) ◀── classifier (real arm, shared by every cell)
 
 counterfactual-metrics: identity (SSIM/PSNR/L1 against the source, CLD), ground truth (SSIM/PSNR/L1/LPIPS
-against the true counterfactual), effectiveness (oracles read the intended attribute back), and the
+against the true counterfactual, and L1 toward it: L1 to the source minus L1 to the truth, per edit),
+effectiveness (oracles read the intended attribute back), and the
 axioms of Monteiro et al. 2023 as benchmarked by Melistas et al. 2024 (composition: null edits;
 reversibility: there and back). utility: the paper's AUC protocol. Every number has a bootstrap 95% CI,
 and each artifact keeps its per-item values (items.npz) for the LD-versus-no-LD tests in effects.py.
@@ -30,7 +31,7 @@ from ldbench.models import Components
 from ldbench.runner import stages
 from ldbench.store import Artifact
 
-STAGE_VERSIONS = {"oracle": "1", "counterfactual-metrics": "1", "classifier": "1", "utility": "1"}
+STAGE_VERSIONS = {"oracle": "1", "counterfactual-metrics": "2", "classifier": "1", "utility": "1"}
 
 
 def classifier_options(evaluation: Evaluation):
@@ -177,6 +178,9 @@ def compute_counterfactual_metrics(rt, node, up: dict, oracles: dict
         if truth is not None:
             for name, values in image_similarity(images, truth).items():
                 add_mean(f"truth_{name}", values, "pixels", truth=plan["truth_table"])
+            if has_source:  # > 0: the edit lies closer to the true counterfactual than to the image it edited
+                add_mean("toward_truth_l1", items["mean__source_l1"] - items["mean__truth_l1"], "pixels",
+                         truth=plan["truth_table"])
             lpips, note = lpips_from_config(evaluation.lpips_backbone or None, evaluation.lpips_linear or None,
                                             device=current_device())
             if lpips is None:

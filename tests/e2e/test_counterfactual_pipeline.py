@@ -49,7 +49,7 @@ def test_every_editor_gets_its_counterfactual_metrics_with_cis(cf_run):
     realism = {"fd", "kd"}
     axioms = {"composition_l1:1", "composition_l1:2", "reversibility_l1"}
     identity = {"source_ssim", "source_psnr", "source_l1"}
-    truth = {"truth_ssim", "truth_psnr", "truth_l1"}
+    truth = {"truth_ssim", "truth_psnr", "truth_l1", "toward_truth_l1"}
     for editor in ("sdedit", "inversion-edit"):
         assert realism | identity | truth | axioms | auc | {"cld", "effectiveness_auc:diagnosis",
                                                             "effectiveness_acc:diagnosis"} <= _metrics(records, editor)
@@ -60,6 +60,12 @@ def test_every_editor_gets_its_counterfactual_metrics_with_cis(cf_run):
     for r in records:
         assert math.isfinite(r["value"]), r["metric"]
         assert r["ci95"] is not None and r["ci95"][0] <= r["ci95"][1], r["metric"]
+    by_cell = {}
+    for r in records:
+        by_cell.setdefault((r["editor"], r["drift"]["delta"]), {})[r["metric"]] = r["value"]
+    for (editor, _), values in by_cell.items():  # the mean of per-edit differences is the difference of means
+        if "toward_truth_l1" in values:
+            assert math.isclose(values["toward_truth_l1"], values["source_l1"] - values["truth_l1"], abs_tol=1e-12)
     instruct_truth = [r for r in records if r["editor"] == "instruct" and r["metric"] == "truth_l1"]
     assert instruct_truth[0]["details"]["truth"] == "split"  # the real follow-up scan
     notes = [n for r in records for n in r["provenance"].get("notes", [])]

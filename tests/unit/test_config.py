@@ -40,7 +40,7 @@ def test_smoke_suite_expands_to_four_cells():
     assert suite.name == "smoke"
     assert [c.name for c in suite.datasets] == ["synth-brain"]
     assert [c.name for c in suite.methods] == ["finetune"]
-    assert suite.methods[0].options == {"steps": 250, "batch_size": 16, "lr": 0.0002}
+    assert suite.methods[0].options == {"steps": 500, "batch_size": 16, "lr": 0.0005}
     assert [d.delta for d in suite.drifts] == [0.0, 0.1]
     assert suite.seeds == (0,)
     assert [c.name for c in suite.editors] == ["sdedit", "text2img"]
