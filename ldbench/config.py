@@ -63,6 +63,8 @@ class Evaluation:
     axiom_items: int = 16  # sources used for composition and reversibility (each costs null_edits + 2 edits)
     null_edits: int = 10  # composition: L1 after 1 and after this many null edits
     classifier: dict = field(default_factory=dict)  # ldbench.classify.ClassifierOptions for oracles and AUC
+    # classifiers per oracle, each from its own seed: readings are their mean prediction, CIs resample them too
+    oracle_members: int = 5
     lpips_backbone: str = ""  # local LPIPS weights (AlexNet features and the LPIPS linear layers);
     lpips_linear: str = ""  # without them LPIPS is skipped and the results say so
     significance: bool = True  # LD minus no-LD for every metric, with CI and p-value

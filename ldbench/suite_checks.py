@@ -35,6 +35,7 @@ def check_evaluation(ev, src: str) -> None:
     v.int_in(ev.batch_size, where + "batch_size", 1, example=64)
     v.int_in(ev.axiom_items, where + "axiom_items", 0, example=16)
     v.int_in(ev.null_edits, where + "null_edits", 0, example=10)
+    v.int_in(ev.oracle_members, where + "oracle_members", 1, 64, example=5)
     v.one_of(ev.reference_split, where + "reference_split", SPLITS)
     v.one_of(ev.multiple_comparisons, where + "multiple_comparisons", ("holm", "bh", "none"))
     if ev.classifier:

@@ -65,7 +65,8 @@ def age_prompt(dataset: Dataset, row: dict, age_format: str) -> str:
     caption = dataset.caption(row)
     match = _AGE.search(caption)
     if match is None:
-        raise UserError(f"editor instruct: dataset {dataset.name} has no age in its captions")
+        raise UserError(f"editor instruct: dataset {dataset.name} has no age in its captions (e.g. {caption!r}); "
+                        "instruct ages a scan by rewriting the age in its prompt: drop it from the suite's editors")
     age = int(match.group(1))
     if age_format == "binned":
         low = age // 5 * 5

@@ -31,7 +31,7 @@ from ldbench.models import Components
 from ldbench.runner import stages
 from ldbench.store import Artifact
 
-STAGE_VERSIONS = {"oracle": "1", "counterfactual-metrics": "2", "classifier": "1", "utility": "1"}
+STAGE_VERSIONS = {"oracle": "2", "counterfactual-metrics": "3", "classifier": "1", "utility": "1"}
 
 
 def classifier_options(evaluation: Evaluation):
@@ -44,17 +44,17 @@ def classifier_options(evaluation: Evaluation):
 
 
 def build_oracle(rt, node, up: dict) -> Artifact:
-    """An oracle for one attribute: a timm classifier (binary) or regressor trained on the real train
-    split (best epoch on val), scored on the real test split so its own accuracy is on record."""
-    from ldbench.classify import TrainedClassifier, train_classifier
-    from ldbench.metrics.significance import auc_with_ci, mean_with_ci
+    """An oracle for one attribute: `evaluation.oracle_members` timm classifiers (binary) or regressors
+    trained on the real train split (best epoch on val), each from its own seed (ldbench.classify.oracle),
+    scored on the real test split so their accuracy is on record."""
+    from ldbench.classify.oracle import Oracle, read, train_oracle
 
     ctx, data_art, evaluation = rt.ctx, up["dataset"], rt.evaluation
     attribute, seed = node["attribute"], node["seed"]
 
     options = classifier_options(evaluation)
     config = {"attribute": attribute, "classifier": dataclasses.asdict(options), "seed": seed,
-              "bootstrap": evaluation.bootstrap}
+              "members": evaluation.oracle_members, "bootstrap": evaluation.bootstrap}
 
     def build(tmp: Path) -> dict:
         table = stages.load_table(data_art)
@@ -69,20 +69,18 @@ def build_oracle(rt, node, up: dict) -> Artifact:
         # best epoch on val when val can score it (a binary val split needs both classes)
         usable = len(split["val"]) >= 2 and (task == "regression" or len(np.unique(y["val"])) == 2)
         val = (split["val"].images, y["val"]) if usable else None
-        model = train_classifier(split["train"].images, y["train"], task, options, seed, quiet=ctx.quiet, val=val)
-        model.save(tmp / "model.safetensors")
-        pred = model.predict(split["test"].images)
-        if task == "binary":
-            value, ci = auc_with_ci(y["test"], pred, evaluation.bootstrap, seed)
-            held_out = {"metric": "auc", "value": value, "ci95": list(ci) if ci else None}
-        else:
-            value, ci = mean_with_ci(np.abs(pred - y["test"]), evaluation.bootstrap, seed)
-            baseline = float(np.mean(np.abs(y["test"] - y["train"].mean())))
-            held_out = {"metric": "mae", "value": value, "ci95": list(ci) if ci else None,
-                        "mae_of_predicting_train_mean": baseline}
-        TrainedClassifier.load(tmp / "model.safetensors")  # fail here, not later, if it does not round-trip
+        oracle = train_oracle((split["train"].images, y["train"]), task, options, seed, evaluation.oracle_members,
+                              val=val, quiet=ctx.quiet)
+        oracle.save(tmp)
+        reading = read(oracle.predict(split["test"].images), y["test"], task, evaluation.bootstrap, seed)[0]
+        held_out = {"metric": reading.metric, "value": reading.value,
+                    "ci95": list(reading.ci95) if reading.ci95 else None, "members": reading.member_values}
+        if task == "regression":
+            held_out["mae_of_predicting_train_mean"] = float(np.mean(np.abs(y["test"] - y["train"].mean())))
+        Oracle.load(tmp, evaluation.oracle_members)  # fail here, not later, if it does not round-trip
         return {"attribute": attribute, "task": task, "positive": positive, "model": options.model,
-                "n_train": len(split["train"]), "n_test": len(split["test"]), "held_out_real_test": held_out}
+                "members": evaluation.oracle_members, "n_train": len(split["train"]), "n_test": len(split["test"]),
+                "held_out_real_test": held_out}
 
     return ctx.store.get_or_build("oracle", STAGE_VERSIONS["oracle"], config, [data_art], build)
 
@@ -261,9 +259,9 @@ def _cld_records(gen: Artifact, test: ImageTable, plan: dict, test_latents: Arti
 def _effectiveness_records(images, plan, test, oracles, bootstrap: tuple[int, int], evidence: tuple[dict, list]
                            ) -> list[dict]:
     """The oracles' reading of the intended attributes off `images`; `bootstrap` = (B, seed), `evidence` =
-    (per-item arrays, notes) that this adds to."""
-    from ldbench.classify import TrainedClassifier
-    from ldbench.metrics.significance import auc_with_ci, mean_with_ci
+    (per-item arrays, notes) that this adds to. Each record's CI resamples the oracle's members and the
+    images (ldbench.metrics.ensemble); the per-item arrays for the LD-effect tests are the ensemble's."""
+    from ldbench.classify.oracle import Oracle, read
 
     (B, seed), (items, notes) = bootstrap, evidence
     records = []
@@ -271,29 +269,23 @@ def _effectiveness_records(images, plan, test, oracles, bootstrap: tuple[int, in
         if attr not in oracles:
             continue
         art = oracles[attr]
-        model = TrainedClassifier.load(art.file("model.safetensors"))
         task, positive = art.meta["task"], art.meta["positive"]
         target = encode_targets([r[attr] for r in plan["target_rows"]], task, positive)
-        pred = model.predict(images)
-        details = {"attribute": attr, "oracle": art.meta["model"], "oracle_held_out_real_test": art.meta["held_out_real_test"],
-                   "oracle_artifact": art.key, "bootstrap": {"B": B, "seed": seed}}
-        if task == "binary":
-            if len(np.unique(target)) == 2:
-                value, ci = auc_with_ci(target, pred, B, seed)
-                records.append(_record(f"effectiveness_auc:{attr}", value, ci, len(pred), "oracle", **details))
-                items[f"auc_y__effectiveness_auc:{attr}"] = target
-                items[f"auc_score__effectiveness_auc:{attr}"] = pred
+        predictions = Oracle.load(art.path, art.meta["members"]).predict(images)
+        if task == "binary" and len(np.unique(target)) < 2:
+            notes.append(f"effectiveness AUC for {attr}: every output has the same target; accuracy only")
+        for r in read(predictions, target, task, B, seed):
+            metric = f"effectiveness_{r.metric}:{attr}"
+            records.append(_record(metric, r.value, r.ci95, len(target), "oracle", attribute=attr,
+                                   oracle=art.meta["model"], oracle_members=art.meta["members"],
+                                   member_values=r.member_values,
+                                   oracle_held_out_real_test=art.meta["held_out_real_test"], oracle_artifact=art.key,
+                                   bootstrap={"B": B, "seed": seed, "resampled": "oracle members and items"}))
+            if r.metric == "auc":
+                items[f"auc_y__{metric}"] = target
+                items[f"auc_score__{metric}"] = r.per_item
             else:
-                notes.append(f"effectiveness AUC for {attr}: every output has the same target; accuracy only")
-            correct = ((pred >= 0.5) == (target == 1)).astype(np.float64)
-            value, ci = mean_with_ci(correct, B, seed)
-            records.append(_record(f"effectiveness_acc:{attr}", value, ci, len(pred), "oracle", **details))
-            items[f"mean__effectiveness_acc:{attr}"] = correct
-        else:
-            err = np.abs(pred - target).astype(np.float64)
-            value, ci = mean_with_ci(err, B, seed)
-            records.append(_record(f"effectiveness_mae:{attr}", value, ci, len(pred), "oracle", **details))
-            items[f"mean__effectiveness_mae:{attr}"] = err
+                items[f"mean__{metric}"] = r.per_item
     return records
 
 

@@ -279,7 +279,8 @@ def diversity_cost(node, costs: Costs, facts) -> float:
 
 
 def oracle_cost(node, costs: Costs, facts) -> float:
-    return _classifier_seconds(facts.split_size(node["dataset"], "train"), costs, facts)
+    members = facts.evaluation.oracle_members  # each trains on the whole train split
+    return members * _classifier_seconds(facts.split_size(node["dataset"], "train"), costs, facts)
 
 
 def counterfactual_cost(node, costs: Costs, facts) -> float:

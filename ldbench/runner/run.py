@@ -139,7 +139,12 @@ def _check_dataset(suite: Suite):
     """The checks a suite makes of each dataset once built: every size fails before any training."""
 
     def check(dataset, art: Artifact) -> None:
-        check_table_for_suite(suite, dataset.name, stages.load_table(art))
+        table = stages.load_table(art)
+        check_table_for_suite(suite, dataset.name, table)
+        if any(e.name == "instruct" for e in suite.editors) and len(table):
+            from ldbench.generate.instruct import age_prompt
+
+            age_prompt(dataset, table.row(0), "number")  # instruct rewrites the age in a caption: one must be there
         kid = suite.evaluation.kid_subset_size
         if kid > art.meta["n_test"]:
             raise UserError(

@@ -25,6 +25,7 @@ TOY = [
     "evaluation.axiom_items=3",
     "evaluation.null_edits=2",
     "evaluation.classifier={model: resnet10t, epochs: 1, batch_size: 16}",
+    "evaluation.oracle_members=2",
 ]
 
 
@@ -63,9 +64,14 @@ def test_every_editor_gets_its_counterfactual_metrics_with_cis(cf_run):
     by_cell = {}
     for r in records:
         by_cell.setdefault((r["editor"], r["drift"]["delta"]), {})[r["metric"]] = r["value"]
-    for (editor, _), values in by_cell.items():  # the mean of per-edit differences is the difference of means
+    for values in by_cell.values():  # the mean of per-edit differences is the difference of means
         if "toward_truth_l1" in values:
             assert math.isclose(values["toward_truth_l1"], values["source_l1"] - values["truth_l1"], abs_tol=1e-12)
+    readings = [r for r in records if r["metric"].startswith("effectiveness_")]
+    for r in readings:  # two oracle members (the suite's option), each one's own reading on record
+        assert r["details"]["oracle_members"] == 2 and len(r["details"]["member_values"]) == 2, r["metric"]
+        assert r["ci95"][0] <= r["value"] <= r["ci95"][1], r["metric"]
+        assert len(r["details"]["oracle_held_out_real_test"]["members"]) == 2
     instruct_truth = [r for r in records if r["editor"] == "instruct" and r["metric"] == "truth_l1"]
     assert instruct_truth[0]["details"]["truth"] == "split"  # the real follow-up scan
     notes = [n for r in records for n in r["provenance"].get("notes", [])]

@@ -27,6 +27,7 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
 KEYS = ["seeds", "drifts", "methods", "editors", "datasets", "base_model", "description", "version", "evaluation",
         "evaluation.bootstrap", "evaluation.kid_subset_size", "evaluation.kid_subsets", "evaluation.batch_size",
         "evaluation.reference_split", "evaluation.extractors", "evaluation.classifier", "evaluation.axiom_items",
+        "evaluation.oracle_members",
         "methods", "drifts", "bogus", "evaluation.extractor_options"]
 
 

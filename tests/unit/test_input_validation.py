@@ -103,7 +103,7 @@ def test_method_options_checked_at_load(tmp_path, capsys, options, name):
     ("seeds=[0, 0]", "twice"), ("evaluation.bootstrap=-5", "evaluation.bootstrap"),
     ("evaluation.kid_subset_size=1", "kid_subset_size"), ("evaluation.kid_subsets=0", "kid_subsets"),
     ("evaluation.batch_size=0", "evaluation.batch_size"), ("evaluation.reference_split=tset", "reference_split"),
-    ("evaluation.null_edits=-1", "null_edits"),
+    ("evaluation.null_edits=-1", "null_edits"), ("evaluation.oracle_members=0", "oracle_members"),
     ("editors=[sdedit, {name: text2img, options: {steps: 0}}]", "editors[1]"),
     ("editors=[sdedit, {name: sdedit, options: {strength: 2}}]", "editors[1]"),
     ("base_model={name: embedded, options: {unet_lr: -1}}", "unet_lr"),

@@ -51,6 +51,23 @@ def test_check_flags_only_real_regressions(tmp_path):
     assert all(f.verdict == "ok" for f in within)
 
 
+def test_tolerances_fall_back_from_the_metric_to_its_family_to_every_metric():
+    def finding(metric, before, after, tolerances=None):
+        base = {"entries": [dict(_records()[0], metric=metric, value=before)], "tolerances": tolerances or {}}
+        (f,) = compare([dict(_records()[0], metric=metric, value=after)], base)
+        return f
+
+    # CPU rounding: 5e-5 relative passes on a metric without a tolerance of its own, 1% does not
+    assert finding("latent_instability", 0.05, 0.05 * (1 + 5e-5)).verdict == "ok"
+    assert finding("latent_instability", 0.05, 0.0505).verdict == "regressed"
+    # a trained oracle's AUC, by its family's tolerance whatever the attribute
+    assert finding("effectiveness_auc:diagnosis", 0.90, 0.88).verdict == "ok"
+    assert finding("effectiveness_auc:diagnosis", 0.90, 0.80).verdict == "regressed"
+    assert finding("effectiveness_auc:diagnosis", 0.90, 0.88, {"effectiveness_auc:diagnosis": {"abs": 0.0}}
+                   ).verdict == "regressed"  # the metric's own entry comes first
+    assert finding("composition_l1:10", 0.10, 0.10, {"*": {"abs": 0.0}}).verdict == "ok"
+
+
 def test_check_cli_exit_codes(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
