@@ -183,6 +183,7 @@ def test_five_methods_suite_loads():
 
     suite = load_suite("methods")
     assert sorted(c.name for c in suite.methods) == sorted(METHODS.names())
-    assert len(suite.cells()) == 5 * 2 * 2
+    assert len(suite.cells()) == 5 * 2  # five methods x {no LD, LD}, each edited with sdedit
+    assert suite.evaluation.effectiveness and suite.evaluation.utility  # does each method's edit work, and help
     for m in suite.methods:  # every method's options are valid options of that method
         assert isinstance(method_options(m), METHODS.get(m.name).options_class)
