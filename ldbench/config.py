@@ -65,6 +65,9 @@ class Evaluation:
     classifier: dict = field(default_factory=dict)  # ldbench.classify.ClassifierOptions for oracles and AUC
     # classifiers per oracle, each from its own seed: readings are their mean prediction, CIs resample them too
     oracle_members: int = 5
+    # classifiers per arm of the AUC protocol, each from its own seed: an arm's AUC is their mean prediction's,
+    # its CI resamples them too (one classifier's AUC moves with its training run: ldbench.classify.utility)
+    utility_members: int = 3
     lpips_backbone: str = ""  # local LPIPS weights (AlexNet features and the LPIPS linear layers);
     lpips_linear: str = ""  # without them LPIPS is skipped and the results say so
     significance: bool = True  # LD minus no-LD for every metric, with CI and p-value

@@ -36,6 +36,7 @@ def check_evaluation(ev, src: str) -> None:
     v.int_in(ev.axiom_items, where + "axiom_items", 0, example=16)
     v.int_in(ev.null_edits, where + "null_edits", 0, example=10)
     v.int_in(ev.oracle_members, where + "oracle_members", 1, 64, example=5)
+    v.int_in(ev.utility_members, where + "utility_members", 1, 64, example=3)
     v.one_of(ev.reference_split, where + "reference_split", SPLITS)
     v.one_of(ev.multiple_comparisons, where + "multiple_comparisons", ("holm", "bh", "none"))
     if ev.classifier:

@@ -7,7 +7,7 @@ mean 0.5 and std 0.5. Architectures are timm's: any `timm.list_models()` name.
 
 from ldbench.classify.models import ClassifierOptions, check_model_name, create_model, load_pretrained_weights
 from ldbench.classify.train import TrainedClassifier, train_classifier
-from ldbench.classify.utility import ARMS, UtilityOptions, utility_protocol
+from ldbench.classify.utility import ARMS, UtilityOptions, real_arm, utility_protocol
 
 __all__ = [
     "ARMS",
@@ -17,6 +17,7 @@ __all__ = [
     "check_model_name",
     "create_model",
     "load_pretrained_weights",
+    "real_arm",
     "train_classifier",
     "utility_protocol",
 ]

@@ -8,7 +8,13 @@ same real test set:
 Every arm trains on exactly len(real_train) images, so a difference between arms is due to the data,
 not to the amount of it. Images are drawn (seeded) without replacement from each pool; a pool that is
 too small is drawn with replacement and the arm records `sampled_with_replacement: True`.
-Each arm keeps its test scores so that callers can run paired tests (DeLong) between arms or methods.
+Each arm is an ensemble of `members` classifiers, member i trained from member_seed(seed, i): one
+classifier's AUC depends on its training run as much as on its data (on the counterfactual suite the same
+arm moved by up to 0.03 between two CPUs, and an LD effect of +0.058 came from one run), so the arm's AUC is
+that of the members' mean prediction, with a bootstrap CI over members and test images
+(ldbench.classify.oracle.read), and each member's own AUC on record.
+Each arm keeps its test scores (the members' mean) so that callers can run paired tests (DeLong) between
+arms or methods.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from ldbench.classify.models import ClassifierOptions
-from ldbench.classify.train import check_images, check_targets, train_classifier
+from ldbench.classify.oracle import read, train_oracle
+from ldbench.classify.train import check_images, check_targets
 from ldbench.errors import UserError
-from ldbench.metrics.significance import auc_with_ci
 
 ARMS = ("real", "synthetic", "mixed")
 _DRAW_STREAM = 0x0A7C  # tag of the random stream that draws the training subsets
@@ -48,7 +54,7 @@ def _draw(rng: np.random.Generator, pool: int, k: int) -> tuple[np.ndarray, bool
 
 
 def _check_real_result(result: object, n_test: int) -> dict[str, Any]:
-    keys = ("auc", "ci95", "scores", "n_train", "n_train_synthetic", "seed", "history")
+    keys = ("auc", "ci95", "scores", "member_aucs", "n_train", "n_train_synthetic", "seed", "history")
     if not isinstance(result, dict) or any(k not in result for k in keys):
         raise UserError(
             f"utility protocol real_result must be the 'real' entry of an earlier result (keys {keys})"
@@ -64,11 +70,12 @@ def _check_real_result(result: object, n_test: int) -> dict[str, Any]:
 @dataclass(frozen=True)
 class UtilityOptions:
     """mix_fraction: the synthetic share of the "mixed" arm; quiet: no progress bars; n_boot: bootstrap
-    resamples of each AUC's CI (0: no CI)."""
+    resamples of each AUC's CI (0: no CI); members: classifiers per arm, each from its own seed."""
 
     mix_fraction: float = 0.5
     quiet: bool = False
     n_boot: int = 1000
+    members: int = 1
 
 
 def utility_protocol(
@@ -82,8 +89,9 @@ def utility_protocol(
 ) -> dict[str, dict[str, Any]]:
     """Train the "real", "synthetic" and "mixed" arms and score each on `real_test`.
 
-    Each arm: {"auc", "ci95" ([lo, hi], or None when protocol.n_boot == 0), "scores" (test predictions),
-    "n_train", "n_train_synthetic", "sampled_with_replacement", "seed", "history"}.
+    Each arm: {"auc", "ci95" ([lo, hi], or None when protocol.n_boot == 0), "scores" (the members' mean test
+    prediction), "member_aucs", "n_train", "n_train_synthetic", "sampled_with_replacement", "seed",
+    "history" (one per member)}.
     `real_result`: the "real" entry of an earlier call on the same real data, test set, options and
     seed; it is returned as is instead of retraining (every cell of a benchmark shares one real arm).
     """
@@ -94,6 +102,8 @@ def utility_protocol(
         or not 0 <= mix_fraction <= 1
     ):
         raise UserError(f"utility protocol mix_fraction must be a number in [0, 1], got {mix_fraction!r}")
+    if isinstance(protocol.members, bool) or not isinstance(protocol.members, int) or protocol.members < 1:
+        raise UserError(f"utility protocol members must be an integer >= 1, got {protocol.members!r}")
     real_x, real_y = _check_pair(real_train, "real_train", need_both_classes=True)
     syn_x, syn_y = _check_pair(synth_train, "synth_train", need_both_classes=False)
     test = _check_pair(real_test, "real_test", need_both_classes=True)
@@ -126,6 +136,14 @@ def utility_protocol(
     return results
 
 
+def real_arm(real_train: tuple[np.ndarray, np.ndarray], real_test: tuple[np.ndarray, np.ndarray],
+             options: ClassifierOptions, seed: int, protocol: UtilityOptions = UtilityOptions()) -> dict[str, Any]:
+    """The "real" arm alone, to be passed as `real_result` to every utility_protocol call that shares it."""
+    real_x, real_y = _check_pair(real_train, "real_train", need_both_classes=True)
+    test = _check_pair(real_test, "real_test", need_both_classes=True)
+    return _Arm(test, options, seed, protocol)("real", real_x, real_y, 0, False)
+
+
 @dataclass(frozen=True)
 class _Arm:
     """Trains one arm with the protocol's options and seed and scores it on the real test set."""
@@ -137,19 +155,21 @@ class _Arm:
 
     def __call__(self, name: str, x: np.ndarray, y: np.ndarray, n_synthetic: int, replaced: bool) -> dict[str, Any]:
         try:
-            trained = train_classifier(x, y, "binary", self.options, self.seed, quiet=self.protocol.quiet)
+            ensemble = train_oracle((x, y), "binary", self.options, self.seed, self.protocol.members,
+                                    quiet=self.protocol.quiet)
         except UserError as exc:
             raise UserError(f"utility protocol arm {name!r}: {exc}") from None
         test_x, test_y = self.test
-        scores = trained.predict(test_x)
-        auc, ci = auc_with_ci(test_y, scores, self.protocol.n_boot, self.seed)
+        readings = read(ensemble.predict(test_x), test_y, "binary", self.protocol.n_boot, self.seed)
+        auc = next(r for r in readings if r.metric == "auc")
         return {
-            "auc": auc,
-            "ci95": None if ci is None else [ci[0], ci[1]],
-            "scores": scores,
+            "auc": auc.value,
+            "ci95": None if auc.ci95 is None else [auc.ci95[0], auc.ci95[1]],
+            "scores": auc.per_item,
+            "member_aucs": auc.member_values,
             "n_train": len(x),
             "n_train_synthetic": n_synthetic,
             "sampled_with_replacement": replaced,
             "seed": self.seed,
-            "history": trained.history,
+            "history": [m.history for m in ensemble.members],
         }

@@ -295,12 +295,13 @@ def counterfactual_cost(node, costs: Costs, facts) -> float:
 
 
 def classifier_cost(node, costs: Costs, facts) -> float:
-    return _classifier_seconds(facts.split_size(node["dataset"], "train"), costs, facts)
+    members = facts.evaluation.utility_members  # each trains on as many images as the real train split
+    return members * _classifier_seconds(facts.split_size(node["dataset"], "train"), costs, facts)
 
 
 def utility_cost(node, costs: Costs, facts) -> float:
-    # the synthetic-only and the 50/50 arms, each about a train split's worth of images
-    return 2 * _classifier_seconds(facts.split_size(dataset_of(node), "train"), costs, facts)
+    # the synthetic-only and the 50/50 arms, each `utility_members` classifiers on a train split's worth of images
+    return 2 * facts.evaluation.utility_members * _classifier_seconds(facts.split_size(dataset_of(node), "train"), costs, facts)
 
 
 def estimate_suite(suite: Suite, costs: Costs = DEFAULT_COSTS) -> Estimate:

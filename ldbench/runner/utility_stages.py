@@ -48,7 +48,7 @@ def flipped_attribute(dataset: Dataset, table: ImageTable) -> str:
 def _protocol_key(evaluation: Evaluation, seed: int) -> dict:
     """What both AUC-protocol stages depend on besides their upstream artifacts."""
     return {"label": evaluation.utility_label, "classifier": dataclasses.asdict(classifier_options(evaluation)),
-            "seed": seed, "bootstrap": evaluation.bootstrap}
+            "seed": seed, "bootstrap": evaluation.bootstrap, "members": evaluation.utility_members}
 
 
 def _labelled_splits(data_art: Artifact, evaluation: Evaluation, dataset: Dataset):
@@ -60,11 +60,16 @@ def _labelled_splits(data_art: Artifact, evaluation: Evaluation, dataset: Datase
             encode_targets(test.attributes[label], "binary", positive))
 
 
+def _protocol_options(ctx, evaluation: Evaluation):
+    from ldbench.classify import UtilityOptions
+
+    return UtilityOptions(quiet=ctx.quiet, n_boot=evaluation.bootstrap, members=evaluation.utility_members)
+
+
 def build_real_classifier(rt, node, up: dict) -> Artifact:
     """The AUC protocol's real arm (trained on the real train split, scored on the real test split): the
     same for every cell, so trained once per dataset, label, classifier options and seed."""
-    from ldbench.classify import train_classifier
-    from ldbench.metrics.significance import auc_with_ci
+    from ldbench.classify import real_arm
 
     ctx, dataset, data_art, evaluation, seed = rt.ctx, rt.dataset(node["dataset"]), up["dataset"], rt.evaluation, node["seed"]
     options = classifier_options(evaluation)
@@ -72,12 +77,11 @@ def build_real_classifier(rt, node, up: dict) -> Artifact:
 
     def build(tmp: Path) -> dict:
         label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
-        model = train_classifier(train.images, y_train, "binary", options, seed, quiet=ctx.quiet)
-        scores = model.predict(test.images)
-        auc, ci = auc_with_ci(y_test, scores, evaluation.bootstrap, seed)
-        np.savez(tmp / "scores.npz", scores=scores, y=y_test)
-        return {"auc": auc, "ci95": list(ci) if ci else None, "n_train": len(train), "label": label,
-                "positive": positive, "history": model.history}
+        arm = real_arm((train.images, y_train), (test.images, y_test), options, seed,
+                       _protocol_options(ctx, evaluation))
+        np.savez(tmp / "scores.npz", scores=arm["scores"], y=y_test)
+        return {"auc": arm["auc"], "ci95": arm["ci95"], "member_aucs": arm["member_aucs"], "n_train": len(train),
+                "label": label, "positive": positive, "history": arm["history"]}
 
     return ctx.store.get_or_build("classifier", STAGE_VERSIONS["classifier"], config, [data_art], build)
 
@@ -87,7 +91,7 @@ def build_utility(rt, node, up: dict) -> Artifact:
     each tested on the real test split. The generated training images are the editor's outputs for the
     train split (never the test split: no test information reaches training), labelled with their
     intended attribute."""
-    from ldbench.classify import UtilityOptions, utility_protocol
+    from ldbench.classify import utility_protocol
 
     ctx, data_art, gen_train, real_arm = rt.ctx, up["dataset"], up["generate"], up["classifier"]
     dataset, evaluation, seed = rt.dataset(node.up("dataset")["dataset"]), rt.evaluation, node["seed"]
@@ -101,18 +105,19 @@ def build_utility(rt, node, up: dict) -> Artifact:
         synth_y = encode_targets([r[label] for r in plan["target_rows"]], "binary", positive)
         with np.load(real_arm.file("scores.npz"), allow_pickle=False) as z:
             real_result = {"auc": real_arm.meta["auc"], "ci95": real_arm.meta["ci95"], "scores": z["scores"],
-                           "n_train": real_arm.meta["n_train"], "n_train_synthetic": 0, "seed": seed,
-                           "history": real_arm.meta["history"]}
+                           "member_aucs": real_arm.meta["member_aucs"], "n_train": real_arm.meta["n_train"],
+                           "n_train_synthetic": 0, "seed": seed, "history": real_arm.meta["history"]}
         results = utility_protocol((train.images, y_train), (synth_images, synth_y), (test.images, y_test), options,
-                                   seed, UtilityOptions(quiet=ctx.quiet, n_boot=evaluation.bootstrap),
-                                   real_result=real_result)
+                                   seed, _protocol_options(ctx, evaluation), real_result=real_result)
         records, arrays = [], {}
         for arm, res in results.items():
             metric = f"auc_{arm}"
             records.append(_record(metric, res["auc"], res["ci95"], len(y_test), "classifier", label=label,
                                    classifier=options.model, n_train=res["n_train"],
                                    n_train_synthetic=res["n_train_synthetic"], classifier_seed=seed,
-                                   bootstrap={"B": evaluation.bootstrap, "seed": seed, "stratified": True}))
+                                   classifier_members=evaluation.utility_members, member_values=res["member_aucs"],
+                                   bootstrap={"B": evaluation.bootstrap, "seed": seed, "stratified": True,
+                                              "resampled": "classifier members and items"}))
             arrays[f"auc_y__{metric}"] = y_test
             arrays[f"auc_score__{metric}"] = np.asarray(res["scores"], dtype=np.float64)
         (tmp / "metrics.json").write_text(json.dumps(records, indent=1, allow_nan=False))

@@ -26,6 +26,7 @@ TOY = [
     "evaluation.null_edits=2",
     "evaluation.classifier={model: resnet10t, epochs: 1, batch_size: 16}",
     "evaluation.oracle_members=2",
+    "evaluation.utility_members=2",
 ]
 
 
@@ -72,6 +73,9 @@ def test_every_editor_gets_its_counterfactual_metrics_with_cis(cf_run):
         assert r["details"]["oracle_members"] == 2 and len(r["details"]["member_values"]) == 2, r["metric"]
         assert r["ci95"][0] <= r["value"] <= r["ci95"][1], r["metric"]
         assert len(r["details"]["oracle_held_out_real_test"]["members"]) == 2
+    for r in (r for r in records if r["metric"] in auc):  # AUC protocol arms: two classifiers each
+        assert r["details"]["classifier_members"] == 2 and len(r["details"]["member_values"]) == 2, r["metric"]
+        assert r["ci95"][0] <= r["value"] <= r["ci95"][1], r["metric"]
     instruct_truth = [r for r in records if r["editor"] == "instruct" and r["metric"] == "truth_l1"]
     assert instruct_truth[0]["details"]["truth"] == "split"  # the real follow-up scan
     notes = [n for r in records for n in r["provenance"].get("notes", [])]

@@ -288,6 +288,29 @@ def test_utility_protocol_arms(data):
     assert result["mixed"]["n_train_synthetic"] == len(x) // 2
 
 
+def test_utility_protocol_arms_are_ensembles_of_independently_seeded_members(data):
+    x, y, _ = data["train"]
+    sx, sy, _ = data["synth"]
+    tx, ty, _ = data["test"]
+    tiny = ClassifierOptions(model="resnet10t", epochs=1, batch_size=16)
+    result = utility_protocol((x, y), (sx, uninformative(sy, 3)), (tx, ty), tiny, 0,
+                              UtilityOptions(quiet=True, n_boot=100, members=3))
+    for name, arm in result.items():
+        assert len(arm["member_aucs"]) == 3 and len(arm["history"]) == 3, name
+        lo, hi = arm["ci95"]
+        assert lo <= arm["auc"] <= hi, name
+    # each member trains from its own seed: on uninformative labels their AUCs differ (on the separable real
+    # arm every member scores 1.0)
+    assert len(set(result["synthetic"]["member_aucs"])) == 3
+    # the arm's scores are the members' mean prediction, the AUC is theirs
+    real = result["real"]
+    assert binary_auc(ty, real["scores"]) == pytest.approx(real["auc"])
+    one = utility_protocol((x, y), (sx, sy), (tx, ty), tiny, 0, UtilityOptions(quiet=True, n_boot=0, members=1))
+    assert len(one["real"]["member_aucs"]) == 1 and one["real"]["member_aucs"][0] == pytest.approx(one["real"]["auc"])
+    with pytest.raises(UserError, match="members"):
+        utility_protocol((x, y), (sx, sy), (tx, ty), tiny, 0, UtilityOptions(members=0))
+
+
 def test_utility_protocol_uninformative_synthetic_labels(data):
     x, y, _ = data["train"]
     sx, sy, _ = data["synth"]
