@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from ldbench.commands import _extractor, out
 from ldbench.errors import UserError
@@ -140,7 +141,7 @@ def extractors_validate(args) -> int:
                   + f"n={result['n']}; real held-out floor {result['floor']:.4g}")
     for name, r in result["disturbances"].items():
         table.add_row(name, *[f"{v:.4g} ({s:g})" for s, v in zip(r["levels"], r["values"], strict=False)],
-                      "[green]yes[/green]" if r["passed"] else "[red]no[/red]")
+                      Text("yes", style="green") if r["passed"] else Text("no", style="red"))
     out.print(table)
     out.print(f"wrote {paths['json']}, {paths['md'].name}, {paths['png'].name}")
     out.print(verdict(result), markup=False, highlight=False)

@@ -11,10 +11,13 @@ small repositioning (rotation U[-1, 1] degrees, shift U[-0.015, 0.015]). All str
 Anatomy, as a map of X-ray attenuation A (brighter = more attenuation):
     body     a superellipse torso (half-width 0.86 x w_body, power 4) with a soft-tissue thickness profile
              (thickest in the middle), cut above by the neck and the sloping shoulders;
-    lungs    two air spaces: an ellipse each (right lung centre (-0.37, 0.05), left (0.37, 0.07), half-axes
-             0.31 x 0.75 scaled per patient) cut below by the hemidiaphragm domes
-             y = d + 1.2 (x - x_peak)^2 (right dome 0.05 higher, as usual), which leaves sharp lateral
-             costophrenic angles, and cut medially by the mediastinum; air reduces attenuation;
+    lungs    two air spaces, each a real lung outline (ldbench.data.synthetic.cxr_lungs: the right lung of a
+             real frontal radiograph's binary mask; the left lung is another mask's right lung, mirrored;
+             two masks drawn per patient) placed in a box from x = 0.68 w_lung (lateral) to 0.07 (medial)
+             whose lowest point (the costophrenic angle) is at y = 0.51 + d (right; the left 0.05 lower, as
+             usual), 1.2 h_lung high times the square root of the mask's own height/width ratio over the
+             masks' median 1.7 (clipped to [1.0, 1.35]); cut medially by the mediastinum; air reduces
+             attenuation;
     heart    a rotated ellipse resting on the left hemidiaphragm, its half-width
              r = CTR x 0.68 (0.68 = half the internal thoracic width at the domes), so its width over the
              thoracic width is the cardiothoracic ratio CTR; the heart displaces lung air;
@@ -34,8 +37,8 @@ Findings:
         cardiomegaly = 1 iff the patient is in the second group (a fraction `cardiomegaly_fraction`).
     pleural_effusion: an onset visit per patient (never with probability 0.6, else uniform over the
         visits); from onset the fluid height grows (0.12 + 0.06 (v - onset)), on one side or both. Fluid
-        fills the lung base with the soft-tissue attenuation up to a meniscus that rises laterally, which
-        blunts the costophrenic angle.
+        fills the lung base (the mask's lowest point in each column) with the soft-tissue attenuation up to
+        a meniscus that rises laterally, which blunts the costophrenic angle.
     consolidation: independently per visit with probability 0.2, a patchy opacity (a thresholded smooth
         random blob, radius ~0.13) in the mid/lower zone of one lung, partly replacing the air.
     Finding prevalences are independent of each other and of sex and age (no confounding).
@@ -65,6 +68,8 @@ from ldbench.data import DATASETS
 from ldbench.data.adapters.labels import cxr_caption
 from ldbench.data.base import ImageTable, PreparedDataset
 from ldbench.data.splits import check_fractions, subject_splits
+from ldbench.data.synthetic.cxr_anatomy import bones, ellipse, sig, with_breasts
+from ldbench.data.synthetic.cxr_lungs import LungShape, lung_field, lung_shapes
 from ldbench.errors import UserError
 
 _STREAM = 0xC4E57
@@ -74,24 +79,6 @@ _CTR_JUMP = 0.13
 _CTR_RATE = (0.004, 0.012)  # per visit: normal, cardiomegaly
 _EFFUSION_NEVER = 0.6
 _CONSOLIDATION_P = 0.2
-
-
-def _sig(f: np.ndarray, eps: float) -> np.ndarray:
-    """Soft inside indicator of {f < 0}."""
-    return 0.5 * (1.0 - np.tanh(f / (2.0 * eps)))
-
-
-def _ellipse(x, y, centre: tuple[float, float], radii: tuple[float, float], angle=0.0, power=2.0):
-    """Approximately the signed distance to a rotated superellipse of `radii` (rx, ry) around `centre`."""
-    (cx, cy), (rx, ry) = centre, radii
-    c, s = math.cos(angle), math.sin(angle)
-    u, v = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c
-    r = (np.abs(u / rx) ** power + np.abs(v / ry) ** power) ** (1.0 / power)
-    return (r - 1.0) * min(rx, ry)  # approximately a signed distance
-
-
-def _band(x, y, curve_y, half_thick):
-    return np.abs(y - curve_y) - half_thick
 
 
 @dataclass(frozen=True)
@@ -113,6 +100,7 @@ class _Patient:
     noise: float
     texture: np.ndarray  # (S, S) band-pass lung markings
     rib_phase: float
+    lungs: tuple[LungShape, LungShape]  # the real outlines of the right and (mirrored) left lung
 
 
 def _patient(seed: int, index: int, size: int, visits: int, card_key_only: bool = False) -> _Patient | float:
@@ -138,8 +126,10 @@ def _patient(seed: int, index: int, size: int, visits: int, card_key_only: bool 
     px = size / 64.0
     texture = ndi.gaussian_filter(raw, 1.0 * px) - ndi.gaussian_filter(raw, 4.0 * px)
     texture /= texture.std() + 1e-12
+    shapes = lung_shapes()
+    masks = np.random.default_rng([_STREAM, seed, index, 2]).choice(len(shapes), size=2, replace=False)
     return _Patient(sex, age, c0, False, onset, side, scale, angle, shift, body_w, lung_w, lung_h, dome,
-                    exposure, noise, texture, float(rng.uniform(-0.02, 0.02)))
+                    exposure, noise, texture, float(rng.uniform(-0.02, 0.02)), (shapes[masks[0]], shapes[masks[1]]))
 
 
 def ctr_of(c0: float, cardiomegaly: bool, visit: int) -> float:
@@ -197,22 +187,24 @@ def _body(f: _Frame, p: _Patient) -> tuple[np.ndarray, np.ndarray]:
     x, y, ax, eps = f.x, f.y, f.ax, f.eps
     bw = 0.86 * p.body_w
     shoulder = -0.90 + 0.35 * (np.clip(ax - 0.18, 0.0, None) / 0.66) ** 2
-    neck = _sig(ax - 0.18, eps)
-    body = _sig(_ellipse(x, y, (0.0, 0.12), (bw, 1.25), power=4.0), eps) * np.maximum(_sig(shoulder - y, eps), neck)
+    neck = sig(ax - 0.18, eps)
+    body = sig(ellipse(x, y, (0.0, 0.12), (bw, 1.25), power=4.0), eps) * np.maximum(sig(shoulder - y, eps), neck)
     thick = np.sqrt(np.clip(1.0 - (x / (bw + 0.05)) ** 2, 0.0, 1.0))
     return body, body * (0.55 + 0.45 * thick)
 
 
 def _lungs(f: _Frame, p: _Patient) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both lungs: ellipses cut by the diaphragm domes and the mediastinum; and the two domes."""
-    x, y, ax, eps = f.x, f.y, f.ax, f.eps
-    lw, lh = 0.31 * p.lung_w, 0.75 * p.lung_h
-    dome_r = 0.36 + p.dome + 1.2 * (x + 0.33) ** 2
-    dome_l = 0.41 + p.dome + 1.2 * (x - 0.33) ** 2
-    lung_r = _sig(_ellipse(x, y, (-0.37 * p.lung_w, 0.05), (lw, lh)), eps) * _sig(y - dome_r, eps)
-    lung_l = _sig(_ellipse(x, y, (0.37 * p.lung_w, 0.07), (lw, lh)), eps) * _sig(y - dome_l, eps)
-    medi = 0.09 + 0.06 * np.clip(-y - 0.2, 0.0, 1.0)
-    return (lung_r + lung_l) * _sig(medi - ax, eps), dome_r, dome_l
+    """Both lungs (real outlines, cut by the mediastinum) and the two domes (lung base per column)."""
+    fields = []
+    for side, shape, base in ((-1.0, p.lungs[0], 0.51), (1.0, p.lungs[1], 0.56)):
+        height = float(np.clip(1.2 * np.sqrt(shape.aspect / 1.7), 1.0, 1.35)) * p.lung_h  # 1.7: the median
+        bottom = base + p.dome
+        box = (side * 0.68 * p.lung_w, side * 0.07, bottom - height, bottom)
+        fields.append(lung_field(shape, f.x, f.y, box, f.eps * 2.0 / 1.1))  # a pixel: 2 / size = eps * 2 / 1.1
+    (lung_r, dome_r), (lung_l, dome_l) = fields
+    lung_r, lung_l = lung_r * (f.x < 0), lung_l * (f.x > 0)
+    medi = 0.09 + 0.06 * np.clip(-f.y - 0.2, 0.0, 1.0)
+    return (lung_r + lung_l) * sig(medi - f.ax, f.eps), dome_r, dome_l
 
 
 def _heart_and_knob(f: _Frame, ctr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -222,8 +214,8 @@ def _heart_and_knob(f: _Frame, ctr: float) -> tuple[np.ndarray, np.ndarray]:
     b = rx / math.sqrt((aspect * math.cos(tilt)) ** 2 + math.sin(tilt) ** 2)  # horizontal half-extent = rx
     heart_cx = 0.10 + 0.45 * (rx - 0.30)
     heart_cy = 0.30 + 0.2 * (rx - 0.30)
-    heart = _sig(_ellipse(f.x, f.y, (heart_cx, heart_cy), (aspect * b, b), angle=tilt), f.eps)
-    knob = _sig(_ellipse(f.x, f.y, (0.11, -0.30), (0.075, 0.07)), f.eps)
+    heart = sig(ellipse(f.x, f.y, (heart_cx, heart_cy), (aspect * b, b), angle=tilt), f.eps)
+    knob = sig(ellipse(f.x, f.y, (0.11, -0.30), (0.075, 0.07)), f.eps)
     return heart, knob
 
 
@@ -234,7 +226,7 @@ def _effusion(f: _Frame, p: _Patient, v: _Visit, air: np.ndarray, domes: tuple) 
         if p.effusion_side in (side, 0):
             lateral = np.clip((side * f.x - cx * side) / lw, -1.0, 1.0)
             level = dome - v.effusion * (1.0 + 0.8 * np.clip(lateral, 0.0, 1.0) ** 2)
-            fluid = _sig(level - f.y, 2.5 * f.eps) * (side * f.x > 0)
+            fluid = sig(level - f.y, 2.5 * f.eps) * (side * f.x > 0)
             air = air * (1.0 - fluid)
     return air
 
@@ -245,36 +237,6 @@ def _consolidation(f: _Frame, v: _Visit, air: np.ndarray) -> np.ndarray:
     d = np.sqrt((f.x - side * 0.38) ** 2 + (f.y - cy) ** 2) / r
     patch = np.clip(1.2 - d ** 2 + 0.45 * blob, 0.0, 1.0) * (side * f.x > 0)
     return air * (1.0 - 0.75 * patch)
-
-
-def _bones(f: _Frame, p: _Patient, body: np.ndarray) -> np.ndarray:
-    """Spine (with disc spaces), posterior and anterior ribs, clavicles."""
-    x, y, ax, eps = f.x, f.y, f.ax, f.eps
-    disc = 0.5 + 0.5 * np.cos(2 * math.pi * (y - p.rib_phase) / 0.09)
-    spine = _sig(ax - 0.055, eps) * body
-    bones = spine * (0.14 + 0.05 * (disc > 0.85))
-    in_cage = _sig(ax - 0.76 * p.lung_w, eps) * body
-    for k in range(10):
-        y0 = -0.66 + p.rib_phase + 0.112 * k * p.lung_h
-        t = ax - 0.06
-        curve = y0 - 0.12 * t + 0.75 * t ** 2
-        bones = bones + 0.13 * _sig(_band(x, y, curve, 0.024), eps) * (ax > 0.05) * in_cage
-    for k in range(6):
-        y0 = -0.52 + p.rib_phase + 0.13 * k * p.lung_h
-        curve = y0 + 0.32 * (0.74 - ax)
-        bones = bones + 0.06 * _sig(_band(x, y, curve, 0.02), eps) * (ax > 0.22) * in_cage
-    clav_t = np.clip((ax - 0.07) / 0.58, 0.0, 1.0)
-    clav_y = -0.63 - 0.07 * clav_t + 0.025 * np.sin(math.pi * clav_t * 2.0)
-    return bones + 0.28 * _sig(_band(x, y, clav_y, 0.032), eps) * (ax > 0.06) * _sig(ax - 0.68, eps) * body
-
-
-def _with_breasts(f: _Frame, att: np.ndarray) -> np.ndarray:
-    """`att` plus the two breast shadows (sex F)."""
-    for side in (-1.0, 1.0):
-        g = _ellipse(f.x, f.y, (side * 0.47, 0.30), (0.36, 0.30))
-        depth = np.clip(-g / 0.3, 0.0, 1.0) ** 0.5 * (f.y > 0.1 + 0.0 * f.x)
-        att = att + 0.20 * depth * _sig(g, 1.5 * f.eps)
-    return att
 
 
 def render(p: _Patient, v: _Visit, ctr: float, size: int) -> np.ndarray:
@@ -293,16 +255,16 @@ def render(p: _Patient, v: _Visit, ctr: float, size: int) -> np.ndarray:
     # lung markings and hila
     hilum = np.exp(-np.sqrt((ax - 0.17) ** 2 + (y + 0.02) ** 2) / 0.3)
     markings = air * (0.02 + 0.05 * hilum) * p.texture
-    hila = _sig(_ellipse(ax, y, (0.16, 0.0), (0.07, 0.12)), 2 * eps) * 0.12
+    hila = sig(ellipse(ax, y, (0.16, 0.0), (0.07, 0.12)), 2 * eps) * 0.12
     att = att - 0.62 * air + markings + hila * lungs
 
     # trachea (air) and gastric bubble
-    trachea = _sig(ax - 0.035, eps) * _sig(y + 0.35, eps) * body
-    bubble = _sig(_ellipse(x, y, (0.42, 0.60 + p.dome), (0.11, 0.065)), eps)
+    trachea = sig(ax - 0.035, eps) * sig(y + 0.35, eps) * body
+    bubble = sig(ellipse(x, y, (0.42, 0.60 + p.dome), (0.11, 0.065)), eps)
     att = att - 0.28 * trachea - 0.35 * bubble
-    att = att + _bones(f, p, body)
+    att = att + bones(f, p, body)
     if p.sex == "F":  # breast shadows
-        att = _with_breasts(f, att)
+        att = with_breasts(f, att)
 
     image = 1.0 - np.exp(-p.exposure * np.clip(att, 0.0, None))
     image = image + p.noise * v.noise
@@ -321,7 +283,7 @@ class SynthCXR:
     """
 
     name = "synth-cxr"
-    version = "1"  # bump when the rendering changes (it is part of every cache key)
+    version = "2"  # bump when the rendering changes (it is part of every cache key); 2: real lung outlines
 
     def __init__(self, n_subjects: int = 200, visits: int = 2, image_size: int = 64, seed: int = 0,
                  cardiomegaly_fraction: float = 0.4,
