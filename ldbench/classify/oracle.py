@@ -77,19 +77,19 @@ def read(predictions: np.ndarray, targets: np.ndarray, task: str, n_boot: int, s
         def mae(pred, idx):
             return float(np.mean(np.abs(pred - y[idx])))
 
-        value, ci, members = ensemble_reading(mae, predictions, n_boot, seed)
+        value, ci, members = ensemble_reading(mae, predictions, n_boot, seed, bounds=(0.0, None))
         return [Reading("mae", value, ci, members, np.abs(mean_prediction - y))]
     readings = []
     if len(np.unique(y)) == 2:
         def auc(pred, idx):
             return binary_auc(y[idx], pred)
 
-        value, ci, members = ensemble_reading(auc, predictions, n_boot, seed, strata=y)
+        value, ci, members = ensemble_reading(auc, predictions, n_boot, seed, strata=y, bounds=(0.0, 1.0))
         readings.append(Reading("auc", value, ci, members, mean_prediction))
 
     def accuracy(pred, idx):
         return float(np.mean((pred >= 0.5) == (y[idx] == 1)))
 
-    value, ci, members = ensemble_reading(accuracy, predictions, n_boot, seed)
+    value, ci, members = ensemble_reading(accuracy, predictions, n_boot, seed, bounds=(0.0, 1.0))
     readings.append(Reading("acc", value, ci, members, ((mean_prediction >= 0.5) == (y == 1)).astype(np.float64)))
     return readings

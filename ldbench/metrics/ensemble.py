@@ -38,12 +38,14 @@ def _resample_items(rng: np.random.Generator, strata: list[np.ndarray]) -> np.nd
 
 
 def ensemble_reading(statistic: Statistic, predictions: np.ndarray, n_boot: int, seed: int,
-                     strata: np.ndarray | None = None, level: float = 0.95
+                     strata: np.ndarray | None = None, level: float = 0.95,
+                     bounds: tuple[float | None, float | None] = (None, None),
                      ) -> tuple[float, tuple[float, float] | None, list[float]]:
     """(statistic of the members' mean prediction, its two-level bootstrap CI, each member's own value).
 
     `predictions`: (K members, n items). `statistic(mean_prediction, item_indices)` reads the targets it
     needs through `item_indices`. `strata`: a label per item; items are resampled within each label.
+    `bounds`: the statistic's range (e.g. (0, 1) for an AUC), which the CI is clipped to.
     The CI is None when `n_boot` is 0 or there are fewer than 2 items.
     """
     p = np.asarray(predictions, dtype=np.float64)
@@ -63,4 +65,4 @@ def ensemble_reading(statistic: Statistic, predictions: np.ndarray, n_boot: int,
         drawn = p[rng.integers(0, k, size=k)]
         items = _resample_items(rng, groups)
         values[b] = statistic(drawn[:, items].mean(axis=0), items)
-    return value, recentred_interval(value, values, level), members
+    return value, recentred_interval(value, values, level, *bounds), members

@@ -102,13 +102,14 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
 
 
 def recentred_interval(
-    estimate: float, values: np.ndarray, level: float = 0.95, lower_bound: float | None = None
+    estimate: float, values: np.ndarray, level: float = 0.95, lower_bound: float | None = None,
+    upper_bound: float | None = None,
 ) -> tuple[float, float]:
     """[θ̂ − (m* − q_lo), θ̂ + (q_hi − m*)]: the percentile interval of `values` shifted so that their
     median m* sits on `estimate` (see the module docstring). Always contains `estimate`.
 
-    `lower_bound` clips the lower end at the statistic's range (0 for a Fréchet distance) when that
-    bound is not above the estimate, so the interval never claims impossible values.
+    `lower_bound` / `upper_bound` clip the ends at the statistic's range (0 for a Fréchet distance, 1 for
+    an AUC) when that bound does not exclude the estimate, so the interval never claims impossible values.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or len(v) == 0:
@@ -123,6 +124,8 @@ def recentred_interval(
     high = max(float(estimate) + (q_hi - med), float(estimate))
     if lower_bound is not None and lower_bound <= estimate:
         low = max(low, float(lower_bound))
+    if upper_bound is not None and upper_bound >= estimate:
+        high = min(high, float(upper_bound))
     return low, high
 
 

@@ -31,7 +31,7 @@ from ldbench.models import Components
 from ldbench.runner import stages
 from ldbench.store import Artifact
 
-STAGE_VERSIONS = {"oracle": "2", "counterfactual-metrics": "3", "classifier": "2", "utility": "2"}
+STAGE_VERSIONS = {"oracle": "3", "counterfactual-metrics": "4", "classifier": "3", "utility": "3"}
 
 
 def classifier_options(evaluation: Evaluation):

@@ -54,6 +54,22 @@ def test_no_interval_without_resamples_or_with_one_item():
         ensemble_reading(_mae_of(np.zeros(3)), np.ones(3), 10, 0)
 
 
+def test_readings_near_the_ceiling_keep_their_interval_inside_the_range():
+    # an ensemble at AUC ~0.99 whose members disagree: the re-centred interval would reach past 1 unclipped
+    rng = np.random.default_rng(0)
+    y = np.repeat([0.0, 1.0], 40)
+    predictions = np.stack([y + rng.normal(0, 0.4, 80) for _ in range(3)])  # members 0.94-0.98, ensemble 0.999
+    auc = {r.metric: r for r in read(predictions, y, "binary", 300, 0)}["auc"]
+    assert 0.0 <= auc.ci95[0] <= auc.value <= auc.ci95[1] <= 1.0
+
+    def statistic(p, i):
+        return binary_auc(y[i], p)
+
+    _, unclipped, _ = ensemble_reading(statistic, predictions, 300, 0, strata=y)
+    _, clipped, _ = ensemble_reading(statistic, predictions, 300, 0, strata=y, bounds=(0.0, 1.0))
+    assert unclipped[1] > 1.0 and clipped == (unclipped[0], 1.0)  # the case this guards against occurs
+
+
 def test_member_seeds_are_distinct_and_fixed():
     seeds = {member_seed(s, i) for s in range(4) for i in range(8)}
     assert len(seeds) == 32 and member_seed(0, 0) == member_seed(0, 0)
