@@ -10,9 +10,10 @@ not to the amount of it. Images are drawn (seeded) without replacement from each
 too small is drawn with replacement and the arm records `sampled_with_replacement: True`.
 Each arm is an ensemble of `members` classifiers, member i trained from member_seed(seed, i): one
 classifier's AUC depends on its training run as much as on its data (on the counterfactual suite the same
-arm moved by up to 0.03 between two CPUs, and an LD effect of +0.058 came from one run), so the arm's AUC is
-that of the members' mean prediction, with a bootstrap CI over members and test images
-(ldbench.classify.oracle.read), and each member's own AUC on record.
+single-classifier arm moved by up to 0.03 between two CPUs, and an LD effect of +0.058 between single
+classifiers was -0.000 [-0.015, 0.015] between 3-member arms), so the arm's AUC is that of the members'
+mean prediction, with a bootstrap CI over members and test images (ldbench.classify.oracle.read), and each
+member's own AUC on record.
 Each arm keeps its test scores (the members' mean) so that callers can run paired tests (DeLong) between
 arms or methods.
 """
@@ -70,7 +71,8 @@ def _check_real_result(result: object, n_test: int) -> dict[str, Any]:
 @dataclass(frozen=True)
 class UtilityOptions:
     """mix_fraction: the synthetic share of the "mixed" arm; quiet: no progress bars; n_boot: bootstrap
-    resamples of each AUC's CI (0: no CI); members: classifiers per arm, each from its own seed."""
+    resamples of each AUC's CI (0: no CI); members: classifiers per arm, each from its own seed (1: the
+    paper's single classifier; suites use evaluation.utility_members, default 3)."""
 
     mix_fraction: float = 0.5
     quiet: bool = False
