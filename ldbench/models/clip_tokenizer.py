@@ -3,7 +3,7 @@
 The BPE merges are the file OpenAI's CLIP ships, ``bpe_simple_vocab_16e6.txt.gz``, which the
 ``open-clip-torch`` wheel installs beside its code. The file is found through the package's installed
 metadata (its Python modules, which import torch and timm, are never imported), checked against a pinned
-size and SHA-256, and turned into ``vocab.json`` + ``merges.txt`` exactly as CLIP's SimpleTokenizer builds
+SHA-256 (ldbench.packaged), and turned into ``vocab.json`` + ``merges.txt`` exactly as CLIP's SimpleTokenizer builds
 its vocabulary (and as the files of openai/clip-vit-large-patch14, the tokenizer of CompVis/stable-
 diffusion-v1-4, hold it): the 256 byte symbols, the same with ``</w>``, one token per merge, then
 ``<|startoftext|>`` (49406) and ``<|endoftext|>`` (49407).
@@ -12,16 +12,15 @@ diffusion-v1-4, hold it): the 256 byte symbols, the same with ``</w>``, one toke
 from __future__ import annotations
 
 import gzip
-import hashlib
-import importlib.metadata
 import json
 from pathlib import Path
 
 from ldbench.errors import UserError
+from ldbench.packaged import PackagedFile
 
-BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
-BPE_SIZE = 1_356_917
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+# the same file in every open-clip-torch release since 2.0
+BPE = PackagedFile("open_clip_torch", "open_clip/bpe_simple_vocab_16e6.txt.gz", BPE_SHA256, "open-clip-torch>=2.20")
 VOCAB_SIZE = 49_408
 MAX_LENGTH = 77
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -41,40 +40,22 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs), strict=True))
 
 
-def bpe_file() -> Path:
-    """The installed open-clip-torch wheel's BPE merges file, checked against its pinned size and SHA-256."""
-    try:
-        dist = importlib.metadata.distribution("open_clip_torch")
-    except importlib.metadata.PackageNotFoundError:
-        raise UserError("the CLIP tokenizer needs the open-clip-torch package (it ships CLIP's BPE file): "
-                        "pip install open-clip-torch") from None
-    matches = [f for f in dist.files or () if f.name == BPE_FILE]
-    if not matches:
-        raise UserError(f"open-clip-torch {dist.version} has no {BPE_FILE}; install open-clip-torch 3.x")
-    path = Path(matches[0].locate())
-    data = path.read_bytes() if path.is_file() else b""
-    if len(data) != BPE_SIZE or hashlib.sha256(data).hexdigest() != BPE_SHA256:
-        raise UserError(f"{path}: not CLIP's BPE file (size {len(data)}, expected {BPE_SIZE} bytes with "
-                        f"SHA-256 {BPE_SHA256}); reinstall open-clip-torch")
-    return path
-
-
-def vocab_and_merges(path: Path) -> tuple[dict[str, int], list[str]]:
-    """CLIP's token -> id map and its ordered merges ("a b" lines), from the BPE file."""
-    lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")
+def vocab_and_merges(bpe: bytes) -> tuple[dict[str, int], list[str]]:
+    """CLIP's token -> id map and its ordered merges ("a b" lines), from the BPE file's bytes."""
+    lines = gzip.decompress(bpe).decode("utf-8").split("\n")
     merges = lines[1 : _N_MERGES + 1]
     symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges] + [BOS, EOS]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     if len(vocab) != VOCAB_SIZE:
-        raise UserError(f"{path}: gives {len(vocab)} tokens, not CLIP's {VOCAB_SIZE}")
+        raise UserError(f"{BPE.path}: gives {len(vocab)} tokens, not CLIP's {VOCAB_SIZE}")
     return vocab, merges
 
 
 def write_tokenizer_files(directory: Path) -> Path:
     """vocab.json, merges.txt and tokenizer_config.json of SD v1's tokenizer in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    vocab, merges = vocab_and_merges(bpe_file())
+    vocab, merges = vocab_and_merges(BPE.read())
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": MAX_LENGTH, "bos_token": BOS,

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from ldbench.models.clip_tokenizer import BPE_SHA256, BPE_SIZE, bpe_file, bytes_to_unicode, clip_tokenizer
+from ldbench.models.clip_tokenizer import BPE, BPE_SHA256, bytes_to_unicode, clip_tokenizer
 
 TEXTS = [
     "a photo of a cat",
@@ -24,8 +24,8 @@ def tokenizer(tmp_path_factory):
 
 
 def test_bpe_file_is_the_pinned_one():
-    data = bpe_file().read_bytes()
-    assert len(data) == BPE_SIZE and hashlib.sha256(data).hexdigest() == BPE_SHA256
+    data = BPE.read()
+    assert len(data) == 1_356_917 and hashlib.sha256(data).hexdigest() == BPE_SHA256
 
 
 def test_vocabulary_size_special_tokens_and_positions(tokenizer):

