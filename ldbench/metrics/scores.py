@@ -40,8 +40,18 @@ FLOOR_METHOD = "real"
 FLOOR_EDITOR = "held-out"
 
 
+# The records of real images passed through the base model's autoencoder (ldbench.runner.autoencoder): the
+# ceiling of every generated image's fidelity and realism.
+CEILING_METHOD = "autoencoder"
+CEILING_EDITOR = "reconstruction"
+
+
 def is_floor(record: dict) -> bool:
     return record.get("method") == FLOOR_METHOD and record.get("editor") == FLOOR_EDITOR
+
+
+def is_ceiling(record: dict) -> bool:
+    return record.get("method") == CEILING_METHOD and record.get("editor") == CEILING_EDITOR
 
 
 # Families whose Fréchet distance is FRD: features z-scored against the reference, then a log (frd-score v1).

@@ -9,10 +9,17 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ldbench.drift import Drift
-from ldbench.metrics.scores import display_name, is_floor, metric_info
+from ldbench.metrics.scores import display_name, is_ceiling, is_floor, metric_info
 from ldbench.metrics.validation_results import validation_rows
 from ldbench.report import plots
-from ldbench.report.tables import correction_text, effects_rows, random_weights_source, row_order, summarize
+from ldbench.report.tables import (
+    correction_text,
+    effects_rows,
+    is_anchor,
+    random_weights_source,
+    row_order,
+    summarize,
+)
 
 
 def _data_uri(png: bytes) -> str:
@@ -26,10 +33,10 @@ def _metric_rows(records: list[dict]) -> list[dict]:
         info = metric_info(metric)
         for (method, label), recs in sorted(by_row.items(), key=lambda kv: row_order(kv[0])):
             r = recs[0]
-            if is_floor(r):  # summarize puts the floor in every editor's column: list it once
-                if (dataset, metric) in floors_shown:
+            if is_anchor(r):  # summarize puts the floor and ceiling in every editor's column: list each once
+                if (dataset, metric, method) in floors_shown:
                     continue
-                floors_shown.add((dataset, metric))
+                floors_shown.add((dataset, metric, method))
             fmt = info.fmt if info else "{:.4g}"
             rows.append({
                 "dataset": dataset, "editor": r["editor"], "metric": display_name(metric, r["extractor"]),
@@ -104,9 +111,10 @@ def _summary_rows(records: list[dict], effects: list[dict]) -> list[dict]:
     below keeps the per-seed detail (differences, p-values, tests); this one is for reading at a glance."""
     by_key: dict = {}
     floor: dict = {}
+    ceiling: dict = {}
     for r in records:
-        if is_floor(r):
-            floor.setdefault((r["dataset"], r["metric"]), []).append(r)
+        if is_floor(r) or is_ceiling(r):
+            (floor if is_floor(r) else ceiling).setdefault((r["dataset"], r["metric"]), []).append(r)
             continue
         drift = Drift(**r["drift"])
         by_key.setdefault((r["dataset"], r["editor"], r["metric"], r["method"]), {}).setdefault(
@@ -140,6 +148,7 @@ def _summary_rows(records: list[dict], effects: list[dict]) -> list[dict]:
                 "dataset": dataset, "editor": editor, "metric": display_name(metric, recs[0]["extractor"]),
                 "direction": "" if info is None else ("↑" if info.higher_is_better else "↓"),
                 "floor": _value_text(floor[(dataset, metric)]) if (dataset, metric) in floor else "—",
+                "ceiling": _value_text(ceiling[(dataset, metric)]) if (dataset, metric) in ceiling else "—",
                 "method": method, "drift": label, "no_ld": _value_text(base), "ld": _value_text(recs),
                 "verdict": verdict, "significant": bool(significant),
             })

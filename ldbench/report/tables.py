@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ldbench.drift import Drift
-from ldbench.metrics.scores import FLOOR_EDITOR, FLOOR_METHOD, display_name, is_floor, metric_info
+from ldbench.metrics.scores import (
+    CEILING_EDITOR,
+    CEILING_METHOD,
+    FLOOR_EDITOR,
+    FLOOR_METHOD,
+    display_name,
+    is_ceiling,
+    is_floor,
+    metric_info,
+)
 
 FORMATS = ("markdown", "latex", "csv")
 
@@ -46,30 +55,38 @@ class Table:
 
 
 FLOOR_ROW = (FLOOR_METHOD, FLOOR_EDITOR)  # the real held-out floor's row (ldbench.runner.floor), first in every table
+# real images through the autoencoder (ldbench.runner.autoencoder), second
+CEILING_ROW = (CEILING_METHOD, CEILING_EDITOR)
+ANCHOR_ROWS = (FLOOR_ROW, CEILING_ROW)  # rows that read a generated set's number, never contenders themselves
+
+
+def is_anchor(record: dict) -> bool:
+    return is_floor(record) or is_ceiling(record)
 
 
 def summarize(records: list[dict]) -> dict:
     """(dataset, editor, metric) -> (method, drift label) -> records (one per seed). The real held-out floor
-    (method `real`, editor `held-out`) is put in every editor's column of its dataset and metric, so it is
-    the first row of every realism table."""
+    (method `real`, editor `held-out`) and the autoencoder's ceiling (method `autoencoder`, editor
+    `reconstruction`) are put in every editor's column of their dataset and metric, so they are the first
+    two rows of every realism table."""
     cells: dict = defaultdict(lambda: defaultdict(list))
     extractors = {}
-    floor = [r for r in records if is_floor(r)]
+    anchors = [r for r in records if is_anchor(r)]
     for r in records:
-        if not is_floor(r):
+        if not is_anchor(r):
             cells[(r["dataset"], r["editor"], r["metric"])][(r["method"], Drift(**r["drift"]).label)].append(r)
             extractors[r["metric"]] = r["extractor"]
-    for r in floor:
+    for r in anchors:
         columns = [c for c in cells if c[0] == r["dataset"] and c[2] == r["metric"]]
         for column in columns or [(r["dataset"], r["editor"], r["metric"])]:
-            cells[column][FLOOR_ROW].append(r)
+            cells[column][(r["method"], r["editor"])].append(r)
         extractors[r["metric"]] = r["extractor"]
     return {"cells": cells, "extractors": extractors}
 
 
 def row_order(row: tuple[str, str]) -> tuple:
-    """The floor first, then per method no LD before the LD settings."""
-    return (row != FLOOR_ROW, row[0], row[1] != "no LD", row[1])
+    """The floor first, the autoencoder's ceiling second, then per method no LD before the LD settings."""
+    return (ANCHOR_ROWS.index(row) if row in ANCHOR_ROWS else len(ANCHOR_ROWS), row[0], row[1] != "no LD", row[1])
 
 
 def build_table(records: list[dict]) -> Table:
@@ -81,7 +98,7 @@ def build_table(records: list[dict]) -> Table:
     best = {}
     for col in columns:
         info = metric_info(col[2])
-        generated = [v for row, v in means[col].items() if row != FLOOR_ROW]  # the floor is no contender
+        generated = [v for row, v in means[col].items() if row not in ANCHOR_ROWS]  # floor, ceiling: no contenders
         best[col] = (max if info and info.higher_is_better else min)(generated) if generated else None
     out_rows = []
     for row in rows:
@@ -111,6 +128,10 @@ def build_table(records: list[dict]) -> Table:
             caption += (" First row (real · held-out): real images of the dataset that are neither in the reference "
                         "split nor used for fine-tuning, as many as a generated set holds, scored the same way: the "
                         "floor a generated set's number is read against.")
+        if any(CEILING_ROW in s["cells"][col] for col in columns):
+            caption += (" Second row (autoencoder · reconstruction): those real images encoded and decoded by the "
+                        "base model's autoencoder, scored the same way: every generated image passes through that "
+                        "decoder, so a generated set is not expected to score better.")
         classifiers = sorted({r["details"]["classifier"] for r in records
                               if group_of(r["metric"]) == "utility" and r.get("details", {}).get("classifier")})
         if classifiers:

@@ -250,6 +250,11 @@ def heldout_cost(node, costs: Costs, facts) -> float:
     return _features_seconds(node["extractor"], facts.split_size(node["dataset"], "test"), costs)
 
 
+def ceiling_cost(node, costs: Costs, facts) -> float:
+    n = facts.split_size(node["dataset"], "test")  # the held-out floor holds as many images
+    return costs.image * n + _features_seconds(node["extractor"], n, costs)
+
+
 def split_features_cost(node, costs: Costs, facts) -> float:
     return _features_seconds(node["extractor"], facts.split_size(node["dataset"], node["split"]), costs)
 

@@ -1,7 +1,7 @@
 """The pipeline as data: every stage declared once, with its nodes, build, cost and what it adds to a cell.
 
-    dataset ─▶ reference-stats ─▶ heldout-metrics          (shared: built by the driver before any cell)
-       ├──▶ split-features        base-model ─▶ latents ─▶ autoencoder (reconstruction)
+    dataset ─▶ reference-stats ─▶ heldout-metrics ─▶ realism-ceiling ◀── base-model   (shared: built by the
+       ├──▶ split-features        base-model ─▶ latents ─▶ autoencoder (reconstruction)   driver before any cell)
        └─▶ finetune ─▶ [editor-model] ─▶ generate (test) ─▶ metrics (per extractor) ─▶ diversity
                                           ├─▶ counterfactual-metrics ◀── oracle (per attribute), latents
                                           └─▶ generate (train) ─▶ utility ◀── classifier
@@ -79,6 +79,12 @@ def heldout_node(suite, spec: Component, extractor: str, seed: int) -> Node:
     return Node.make("heldout-metrics", up, dataset=spec, extractor=extractor, seed=seed)
 
 
+def ceiling_node(suite, spec: Component, extractor: str, seed: int) -> Node:
+    up = {"heldout": heldout_node(suite, spec, extractor, seed), "base": base_node(suite),
+          "reference": reference_node(spec, extractor, suite.evaluation.reference_split)}
+    return Node.make("realism-ceiling", up, dataset=spec, extractor=extractor, seed=seed)
+
+
 def split_features_node(suite, spec: Component) -> Node:
     return Node.make("split-features", {"dataset": dataset_node(spec)}, dataset=spec,
                      extractor=suite.evaluation.extractors[0], split="train")
@@ -153,6 +159,11 @@ declare(Stage(
     nodes=lambda suite, spec, facts: [heldout_node(suite, spec, e, s) for e in suite.evaluation.extractors
                                       for s in suite.seeds],
     build=floor.build_heldout_metrics, cost=est.heldout_cost, records=floor.heldout_records))
+declare(Stage(
+    "realism-ceiling", autoencoder.CEILING_STAGE_VERSION, shared=True,
+    nodes=lambda suite, spec, facts: [ceiling_node(suite, spec, e, s) for e in suite.evaluation.extractors
+                                      for s in suite.seeds],
+    build=autoencoder.build_realism_ceiling, cost=est.ceiling_cost, records=autoencoder.ceiling_records))
 declare(Stage(
     "split-features", diversity_stage.STAGE_VERSION, shared=True,
     nodes=lambda suite, spec, facts: [split_features_node(suite, spec)] if suite.evaluation.diversity else [],

@@ -44,7 +44,8 @@ def test_records_for_both_drifts_with_finite_metrics_and_cis(toy_run):
     records = results["records"]
     assert len(records) == len(first.records)
     realism = [r for r in records if r["metric"] in ("fd", "kd")]
-    assert len(realism) == 2 * 2 * 2 + 2  # drifts × editors × (FD, KD), and the real held-out floor's FD, KD
+    # drifts × editors × (FD, KD), the real held-out floor's FD, KD and the autoencoder's (those images reconstructed)
+    assert len(realism) == 2 * 2 * 2 + 2 + 2
     floor = [r for r in realism if r["method"] == "real"]
     assert {(r["editor"], r["metric"]) for r in floor} == {("held-out", "fd"), ("held-out", "kd")}
     assert {r["drift"]["delta"] for r in _cells(realism)} == {0.0, 0.1}
@@ -57,7 +58,8 @@ def test_records_for_both_drifts_with_finite_metrics_and_cis(toy_run):
             assert key in r
         prov = r["provenance"]
         assert prov["reference_stats"]["sha256"] and prov["environment"]["packages"]["torch"]
-        assert prov["artifacts"]["heldout_metrics" if r["method"] == "real" else "finetune"]
+        own = {"real": "heldout_metrics", "autoencoder": "realism_ceiling"}
+        assert prov["artifacts"][own.get(r["method"], "finetune")]
         assert r["details"]["extractor_validation"] in ("passed", "not validated")
     assert {r["n"] for r in floor} == {r["n"] for r in _cells(realism)}  # as many images as a generated set
     diversity = {r["metric"] for r in _cells(records)} - {"fd", "kd"}
@@ -69,7 +71,16 @@ def test_every_run_reports_its_autoencoder_ceiling_and_each_finetunes_latent_sta
     results = json.loads((opts.out_dir / "results.json").read_text())
     records = results["records"]
     ceiling = {r["metric"]: r for r in records if r["method"] == "autoencoder"}
-    assert set(ceiling) == {"autoencoder_psnr", "autoencoder_ssim"}
+    assert set(ceiling) == {"autoencoder_psnr", "autoencoder_ssim", "fd", "kd"}
+    # realism: the floor's own images through the autoencoder, scored like them; this toy's 15-step
+    # autoencoder blurs every scan, so they score far from the real images
+    floor = {r["metric"]: r for r in records if r["method"] == "real"}
+    for name in ("fd", "kd"):
+        r = ceiling.pop(name)
+        assert r["editor"] == "reconstruction" and r["n"] == floor[name]["n"] and r["extractor"] == "domain"
+        assert r["ci95"][0] <= r["value"] <= r["ci95"][1] and r["value"] > floor[name]["ci95"][1]
+        assert "autoencoder" in r["details"]["images"] and r["provenance"]["base_model_source"]
+        assert r["provenance"]["artifacts"]["heldout_metrics"] == floor[name]["provenance"]["artifacts"]["heldout_metrics"]
     test_size = {r["n"] for r in _cells(records) if r["metric"] == "fd"}  # a generated set: the test split's size
     for r in ceiling.values():
         lo, hi = r["ci95"]

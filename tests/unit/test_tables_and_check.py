@@ -31,6 +31,23 @@ def test_table_marks_the_best_value_and_names_the_extractor():
     assert "no LD" in no_ld  # no LD first, as in the paper
 
 
+def test_floor_then_autoencoder_ceiling_head_every_realism_column_and_never_win_it():
+    anchors = [{**r, "method": method, "editor": editor, "drift": {"delta": 0.0, "train": "none", "sample": "none"},
+                "value": value, "ci95": [value * 0.9, value * 1.1]}
+               for method, editor, value in (("autoencoder", "reconstruction", 0.25), ("real", "held-out", 0.05))
+               for r in _records()[:1]]
+    other_editor = [{**r, "editor": "text2img"} for r in _records()]
+    table = build_table(_records() + other_editor + anchors)
+    assert [(m, label) for m, label, _ in table.rows][:2] == [("real", "held-out"), ("autoencoder", "reconstruction")]
+    fd_columns = [i for i, h in enumerate(table.columns) if "FD" in h]
+    assert len(fd_columns) == 2  # sdedit and text2img: both show the floor and the ceiling
+    for i in fd_columns:
+        floor, ceiling = table.rows[0][2][i], table.rows[1][2][i]
+        assert (floor.value, ceiling.value) == (0.05, 0.25) and not floor.best and not ceiling.best
+        assert next(row[2][i] for row in table.rows if "LD δ=0.1" in row[1]).best  # 0.30, not the anchors' lower
+    assert "Second row (autoencoder · reconstruction)" in table.caption
+
+
 def test_latex_and_csv_renderings():
     latex = render(build_table(_records()), "latex")
     assert r"\textbf{0.300" in latex and r"\begin{tabular}" in latex and r"$\delta$" in latex
