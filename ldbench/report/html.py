@@ -28,15 +28,15 @@ def _data_uri(png: bytes) -> str:
 
 def _metric_rows(records: list[dict]) -> list[dict]:
     s = summarize(records)
-    rows, floors_shown = [], set()
+    rows, anchors_shown = [], set()
     for (dataset, _editor, metric), by_row in sorted(s["cells"].items()):
         info = metric_info(metric)
         for (method, label), recs in sorted(by_row.items(), key=lambda kv: row_order(kv[0])):
             r = recs[0]
             if is_anchor(r):  # summarize puts the floor and ceiling in every editor's column: list each once
-                if (dataset, metric, method) in floors_shown:
+                if (dataset, metric, method) in anchors_shown:
                     continue
-                floors_shown.add((dataset, metric, method))
+                anchors_shown.add((dataset, metric, method))
             fmt = info.fmt if info else "{:.4g}"
             rows.append({
                 "dataset": dataset, "editor": r["editor"], "metric": display_name(metric, r["extractor"]),

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from ldbench.drift import NO_DRIFT
-from ldbench.metrics.scores import CEILING_EDITOR as AUTOENCODER_EDITOR
-from ldbench.metrics.scores import CEILING_METHOD as AUTOENCODER_METHOD
+from ldbench.metrics.scores import CEILING_EDITOR, CEILING_METHOD
 from ldbench.store import Artifact
 
 STAGE_VERSION = "1"
@@ -74,8 +73,8 @@ def reconstruction_records(rt, node, art: Artifact, base_provenance: dict) -> li
         for name in ("psnr", "ssim"):
             value, ci = mean_with_ci(z[name], n_boot, seed)
             records.append({
-                "dataset": rt.dataset(spec).name, "method": AUTOENCODER_METHOD, "drift": NO_DRIFT.to_dict(),
-                "seed": seed, "editor": AUTOENCODER_EDITOR, "metric": f"autoencoder_{name}", "value": value,
+                "dataset": rt.dataset(spec).name, "method": CEILING_METHOD, "drift": NO_DRIFT.to_dict(),
+                "seed": seed, "editor": CEILING_EDITOR, "metric": f"autoencoder_{name}", "value": value,
                 "ci95": list(ci) if ci else None, "n": len(z[name]), "extractor": "pixels",
                 "details": {"bootstrap": {"B": n_boot, "seed": seed, "resampled": "images"}},
                 "provenance": provenance})
@@ -114,21 +113,13 @@ def build_realism_ceiling(rt, node, up: dict) -> Artifact:
 
 def ceiling_records(rt, node, art: Artifact, base_provenance: dict) -> list[dict]:
     """The realism ceiling's records of one dataset × extractor × seed (Stage.records)."""
-    from ldbench.runner.floor import FLOOR_SPLIT
+    from ldbench.runner.floor import realism_provenance, realism_records
     from ldbench.runner.provenance import base_model_provenance
 
-    spec, seed = node["dataset"], node["seed"]
     base = rt.results[node.up("base")]
-    provenance = {**base_provenance, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
-                  "seeds": {"bootstrap": seed, "kid_subsets": seed},
-                  "reference_stats": rt.results[node.up("reference")][1],
-                  "extractor": rt.extractors[node["extractor"]].describe(),
+    provenance = {**realism_provenance(rt, node, base_provenance),
                   "artifacts": {"realism_ceiling": art.key, "heldout_metrics": rt.results[node.up("heldout")].key,
                                 "base_model": base.key},
                   **base_model_provenance(base.meta)}
-    return [{"dataset": rt.dataset(spec).name, "method": AUTOENCODER_METHOD, "drift": NO_DRIFT.to_dict(),
-             "seed": seed, "editor": AUTOENCODER_EDITOR, "metric": m["metric"], "value": m["value"],
-             "ci95": m.get("ci95"), "n": m["n"], "extractor": m["extractor"],
-             "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
-             "provenance": provenance}
-            for m in json.loads(art.file("metrics.json").read_text())]
+    return realism_records(rt.dataset(node["dataset"]).name, node["seed"], art, provenance, CEILING_METHOD,
+                           CEILING_EDITOR)

@@ -84,23 +84,31 @@ def build_heldout_metrics(rt, node, up: dict) -> Artifact:
 
 def heldout_records(rt, node, art: Artifact, base_provenance: dict) -> list[dict]:
     """The floor's records of one dataset × extractor × seed, with their provenance (Stage.records)."""
+    provenance = {**realism_provenance(rt, node, base_provenance), "artifacts": {"heldout_metrics": art.key}}
+    return realism_records(rt.dataset(node["dataset"]).name, node["seed"], art, provenance,
+                           FLOOR_METHOD, FLOOR_EDITOR)
+
+
+def realism_provenance(rt, node, base_provenance: dict) -> dict:
+    """The provenance of a shared node scored like a generated set on the floor's images (the floor, the
+    autoencoder's realism ceiling): dataset, split, seeds, reference statistics and extractor."""
     spec, seed = node["dataset"], node["seed"]
-    provenance = {**base_provenance, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
-                  "seeds": {"bootstrap": seed, "kid_subsets": seed},
-                  "reference_stats": rt.results[node.up("reference")][1],
-                  "extractor": rt.extractors[node["extractor"]].describe()}
-    return floor_records(rt.dataset(spec).name, seed, art, provenance)
+    return {**base_provenance, "dataset": dataclasses.asdict(spec), "split": FLOOR_SPLIT,
+            "seeds": {"bootstrap": seed, "kid_subsets": seed},
+            "reference_stats": rt.results[node.up("reference")][1],
+            "extractor": rt.extractors[node["extractor"]].describe()}
 
 
-def floor_records(dataset: str, seed: int, art: Artifact, provenance: dict) -> list[dict]:
-    """Tidy records (the shape of a cell's) of a held-out floor artifact."""
+def realism_records(dataset: str, seed: int, art: Artifact, provenance: dict, method: str, editor: str) -> list[dict]:
+    """Tidy records (the shape of a cell's) of an artifact's `metrics.json` (distribution_metrics' output),
+    under the row (method, editor): the held-out floor's, or the realism ceiling's."""
     records = []
     for m in json.loads(art.file("metrics.json").read_text()):
         records.append({
-            "dataset": dataset, "method": FLOOR_METHOD, "drift": Drift(0.0, "none", "none").to_dict(),
-            "seed": seed, "editor": FLOOR_EDITOR, "metric": m["metric"], "value": m["value"],
+            "dataset": dataset, "method": method, "drift": Drift(0.0, "none", "none").to_dict(),
+            "seed": seed, "editor": editor, "metric": m["metric"], "value": m["value"],
             "ci95": m.get("ci95"), "n": m["n"], "extractor": m["extractor"],
             "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
-            "provenance": {**provenance, "artifacts": {"heldout_metrics": art.key}},
+            "provenance": provenance,
         })
     return records
