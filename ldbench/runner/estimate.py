@@ -13,10 +13,12 @@ dataset 4 + base-model pretraining 94 (vae_steps 400 + unet_steps 500 at batch 1
 steps at batch 16 (32 s and 28 s: ~0.12 s per step) + four generations of 120 images (sdedit, strength 0.6
 of 20 DDIM steps → 12 steps: ~6 s; text2img, 20 steps: ~9 s; ≈ 1.5 s + 3.2 ms per image-step with
 classifier-free guidance) + four metrics stages (~2.2 s each). The counterfactual-evaluation constants
-(classifier training, axiom edits) are scaled from those figures and are rougher. The full suite (140
-cells, 1 h 14 min measured) set the per-image generation cost at few sampling steps, the metrics stage
-(0.4 s) and the classifier costs (resnet10t, 2 epochs: 8.4 s per AUC-protocol stage). The estimate assumes the
-machine is not shared; on a loaded one, multiply.
+(classifier training, axiom edits) are scaled from those figures and are rougher. The full suite as it
+was then (140 cells of 60-step fine-tunes, 1 h 14 min measured) set the per-image generation cost at few sampling
+steps, the metrics stage (0.4 s) and the classifier costs (resnet10t, 2 epochs: 8.4 s per AUC-protocol stage).
+The full suite as it is now (40 cells, 500-step fine-tunes) checks them: estimated 87 min, measured 74 min with
+stages that had taken 885 s cached (about 89 min cold). The estimate assumes the machine is not shared; on a
+loaded one, multiply.
 
 On a GPU: `Costs.from_gpu_benchmark` takes what benchmarks/perf/bench_gpu.py measured on one card (training
 step per method, guided sampling step per image, Inception features per image, at the benchmark's model
