@@ -17,7 +17,7 @@ classifier-free guidance) + four metrics stages (~2.2 s each). The counterfactua
 was then (140 cells of 60-step fine-tunes, 1 h 14 min measured) set the per-image generation cost at few sampling
 steps, the metrics stage (0.4 s) and the classifier costs (resnet10t, 2 epochs: 8.4 s per AUC-protocol stage).
 The full suite as it is now (40 cells, 500-step fine-tunes) checks them: estimated 87 min, measured 74 min with
-stages that had taken 885 s cached (about 89 min cold). The estimate assumes the machine is not shared; on a
+cached stages that had taken at least 885 s (about 92 min cold). The estimate assumes the machine is not shared; on a
 loaded one, multiply.
 
 On a GPU: `Costs.from_gpu_benchmark` takes what benchmarks/perf/bench_gpu.py measured on one card (training

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldbench.drift import Drift
+from ldbench.drift import NO_DRIFT
 from ldbench.metrics.scores import FLOOR_EDITOR, FLOOR_METHOD
 from ldbench.store import Artifact
 
@@ -105,7 +105,7 @@ def realism_records(dataset: str, seed: int, art: Artifact, provenance: dict, me
     records = []
     for m in json.loads(art.file("metrics.json").read_text()):
         records.append({
-            "dataset": dataset, "method": method, "drift": Drift(0.0, "none", "none").to_dict(),
+            "dataset": dataset, "method": method, "drift": NO_DRIFT.to_dict(),
             "seed": seed, "editor": editor, "metric": m["metric"], "value": m["value"],
             "ci95": m.get("ci95"), "n": m["n"], "extractor": m["extractor"],
             "details": {k: v for k, v in m.items() if k not in ("metric", "value", "ci95", "n", "extractor")},
