@@ -30,6 +30,8 @@ EPILOG = """examples:
 DOMAIN_DATASETS = "synth-brain,synth-cxr"
 DOMAIN_EPOCHS = 20
 
+QUIET_HELP = "no progress (bars on a terminal; in a log, a line a minute for work that takes longer)"
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked)")
     r.add_argument("--allow-unverified-weights", action="store_true",
                    help="use an Inception weights file whose hash differs (records then say inception-unverified)")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     r.add_argument("--log-with", action="append", default=[], metavar="TRACKER",
                    help="also log every training loop's loss per step to an experiment tracker through accelerate: "
                    "tensorboard, wandb, mlflow, ... (its package must be installed; files under OUT/logs); "
@@ -83,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     td.add_argument("--seed", type=int, default=0)
     td.add_argument("--out", type=Path, help="output directory (default: reports/tune-delta-DATASET-METHOD)")
     td.add_argument("--cache-dir", type=Path, help="artifact cache (default: as for `ldbench run`)")
-    td.add_argument("--quiet", action="store_true", help="no progress bars")
+    td.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     td.add_argument("--inception-weights", help="torch-fidelity Inception weights file (SHA-256 checked), as for `ldbench run`")
     td.add_argument("--allow-unverified-weights", action="store_true")
     add_device_options(td)
@@ -138,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "time it took, and exit 0 if the file is bit-identical to the shipped one, 1 if not.")
     pe.add_argument("--out", type=Path, default=Path("embedded-base.safetensors"),
                     help="weights file to write (default ./embedded-base.safetensors)")
-    pe.add_argument("--quiet", action="store_true", help="no progress bars")
+    pe.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     s = sub.add_parser("stats", help="reference statistics: build, show, verify")
     ssub = s.add_subparsers(dest="stats_command", required=True)
