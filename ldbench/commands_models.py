@@ -24,4 +24,9 @@ def pretrain_embedded(args) -> int:
         return 0
     print(f"DIFFERS from the shipped weights (SHA-256 {result['shipped_sha256'] or 'none shipped'}); the same "
           "torch version and thread count are needed for a bit-identical file")
+    diff = result.get("difference")
+    if diff is not None:
+        print(f"{diff['differ']} of {diff['tensors']} tensors differ: largest element difference "
+              f"{diff['max_abs']:.3g}, largest relative difference {diff['max_rel']:.3g} ({diff['worst']})"
+              + (f"; in one file only or of another shape: {', '.join(diff['only_in'])}" if diff["only_in"] else ""))
     return 1

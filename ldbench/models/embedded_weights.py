@@ -102,5 +102,35 @@ def pretrain_to_file(out: Path, quiet: bool = False, config=None) -> dict:
         torch.set_num_threads(threads)
     write(out, parts, natural_latents, config, summary)
     sha = sha256_file(out)
+    identical = sha == WEIGHTS_SHA256
+    shipped = not identical and ships(config) and WEIGHTS_FILE.is_file()
     return {"seconds": seconds, "threads": PRETRAIN_THREADS, "sha256": sha, "shipped_sha256": WEIGHTS_SHA256,
-            "identical": sha == WEIGHTS_SHA256}
+            "identical": identical, "difference": difference(out, WEIGHTS_FILE) if shipped else None}
+
+
+def difference(path: Path, reference: Path) -> dict:
+    """How the tensors of weights file `path` differ from `reference`'s: {tensors (in both), differ (how many
+    are not equal), max_abs (largest |a - b| of any element), max_rel and worst (the largest ||a - b|| / ||b||
+    and its tensor), only_in (names in one file only, or of another shape)}. A file remade on another CPU
+    differs in the last bits (kernels sum in another order); this says by how much."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as a, safe_open(str(reference), framework="pt") as b:
+        names_a, names_b = set(a.keys()), set(b.keys())
+        only_in = sorted(names_a ^ names_b)
+        result = {"tensors": 0, "differ": 0, "max_abs": 0.0, "max_rel": 0.0, "worst": None, "only_in": only_in}
+        for name in sorted(names_a & names_b):
+            x, y = a.get_tensor(name).double(), b.get_tensor(name).double()
+            if x.shape != y.shape:
+                only_in.append(name)
+                continue
+            result["tensors"] += 1
+            if torch.equal(x, y):
+                continue
+            delta = x - y
+            rel = float(delta.norm() / y.norm()) if y.norm() > 0 else float("inf")
+            result["differ"] += 1
+            result["max_abs"] = max(result["max_abs"], float(delta.abs().max()))
+            if rel > result["max_rel"]:
+                result["max_rel"], result["worst"] = rel, name
+    return result

@@ -84,3 +84,33 @@ def test_pretrain_embedded_refuses_a_bad_out_path(capsys):
     assert "must end in .safetensors" in capsys.readouterr().err
     assert main(["pretrain-embedded", "--out", str(embedded_weights.WEIGHTS_FILE)]) == 2
     assert "is the shipped file itself" in capsys.readouterr().err
+
+
+def test_difference_says_which_tensors_differ_and_by_how_much(tmp_path):
+    from safetensors.torch import save_file
+
+    base = {"a": torch.ones(3, 2), "b": torch.arange(4.0), "c": torch.zeros(2)}
+    save_file(base, str(tmp_path / "ref.safetensors"))
+    save_file(base, str(tmp_path / "same.safetensors"))
+    same = embedded_weights.difference(tmp_path / "same.safetensors", tmp_path / "ref.safetensors")
+    assert same == {"tensors": 3, "differ": 0, "max_abs": 0.0, "max_rel": 0.0, "worst": None, "only_in": []}
+
+    changed = {"a": torch.ones(3, 2), "b": torch.tensor([0.0, 1.0, 2.0, 3.5]), "c": torch.zeros(3), "d": torch.ones(1)}
+    save_file(changed, str(tmp_path / "other.safetensors"))
+    diff = embedded_weights.difference(tmp_path / "other.safetensors", tmp_path / "ref.safetensors")
+    assert (diff["tensors"], diff["differ"], diff["worst"]) == (2, 1, "b")
+    assert diff["max_abs"] == pytest.approx(0.5)
+    assert diff["max_rel"] == pytest.approx(0.5 / float(torch.arange(4.0).norm()))
+    assert diff["only_in"] == ["d", "c"]
+
+
+def test_pretrain_embedded_says_how_far_a_remade_file_is_from_the_shipped_one(monkeypatch, capsys, tmp_path):
+    fake = {"seconds": 10.0, "threads": 2, "sha256": "f" * 64, "shipped_sha256": embedded_weights.WEIGHTS_SHA256,
+            "identical": False, "difference": {"tensors": 200, "differ": 37, "max_abs": 3.1e-6, "max_rel": 2e-7,
+                                               "worst": "unet.conv_in.weight", "only_in": []}}
+    monkeypatch.setattr(embedded_weights, "pretrain_to_file", lambda out, quiet: fake)
+    assert main(["pretrain-embedded", "--out", str(tmp_path / "w.safetensors")]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERS" in out
+    assert "37 of 200 tensors differ: largest element difference 3.1e-06, largest relative difference 2e-07 " \
+           "(unet.conv_in.weight)" in out
