@@ -222,7 +222,7 @@ class _CellProgress:
                if self.finished and self.in_process else "")
         console.print(escape(f"cell {i + 1}/{self.n}: {cell.dataset.name} · {cell.method.name} · "
                              f"{cell.drift.label} · seed {cell.seed} · {cell.editor.name} ")
-                      + f"[dim](elapsed {_minutes(elapsed)}{eta})[/dim]")
+                      + f"[dim](elapsed {_minutes(elapsed)}{eta})[/dim]", soft_wrap=True)  # one line in a log
 
     def done(self, i: int) -> None:
         self.finished += 1

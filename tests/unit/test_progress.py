@@ -45,3 +45,24 @@ def test_an_unknown_total_counts_what_is_done(monkeypatch, log):
     clock(monkeypatch, 40.0)
     assert list(progress.progress_bar(iter(range(3)), "stream")) == [0, 1, 2]
     assert log().splitlines() == ["stream: 2 done, 0:01:20 elapsed", "stream: 3 done, 0:02:00 elapsed"]
+
+
+def test_a_cell_starts_on_one_line_of_a_narrow_log_with_an_eta_once_a_cell_is_done(monkeypatch):
+    from types import SimpleNamespace
+
+    from ldbench.runner import run
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(run, "console", Console(file=buffer, force_terminal=False, width=40))
+    cell = SimpleNamespace(dataset=SimpleNamespace(name="synth-cxr"), method=SimpleNamespace(name="dreambooth"),
+                           drift=SimpleNamespace(label="LD δ=0.1 (noise/init)"), seed=0,
+                           editor=SimpleNamespace(name="sdedit"))
+    cells = run._CellProgress(3, quiet=False, in_process=True)
+    cells.start(0, cell)
+    cells.done(0)
+    cells.start(1, cell)
+    run._CellProgress(3, quiet=True, in_process=True).start(2, cell)
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("cell 1/3: synth-cxr · dreambooth · LD δ=0.1 (noise/init) · seed 0 · sdedit (elapsed")
+    assert lines[1].startswith("cell 2/3: ") and "at the pace so far)" in lines[1]
