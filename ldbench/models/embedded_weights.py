@@ -85,7 +85,8 @@ def load(tokenizer_dir: Path, config, path: Path = WEIGHTS_FILE, sha256: str | N
 
 def pretrain_to_file(out: Path, quiet: bool = False, config=None) -> dict:
     """Pretrain `config` (default: the default TinyModelConfig) at PRETRAIN_THREADS threads and write its
-    weights file to `out`: {seconds, threads, sha256, shipped_sha256, identical}."""
+    weights file to `out`: {seconds, threads, sha256, shipped_sha256, identical, difference (from the shipped
+    file, when the default config's remade file is not identical to it; else None)}."""
     import tempfile
     import time
 
@@ -111,8 +112,8 @@ def pretrain_to_file(out: Path, quiet: bool = False, config=None) -> dict:
 def difference(path: Path, reference: Path) -> dict:
     """How the tensors of weights file `path` differ from `reference`'s: {tensors (in both), differ (how many
     are not equal), max_abs (largest |a - b| of any element), max_rel and worst (the largest ||a - b|| / ||b||
-    and its tensor), only_in (names in one file only, or of another shape)}. A file remade on another CPU
-    differs in the last bits (kernels sum in another order); this says by how much."""
+    and its tensor), only_in (names in one file only, or of another shape)}. A file remade with another torch
+    version or thread count differs in the last bits (kernels sum in another order); this says by how much."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as a, safe_open(str(reference), framework="pt") as b:
