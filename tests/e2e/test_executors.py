@@ -4,6 +4,7 @@ here) and SLURM through submitit (its local executor: each cell a separate proce
 import json
 
 import pytest
+import torch
 
 from ldbench.config import load_suite
 from ldbench.runner.run import RunOptions, run_suite
@@ -27,8 +28,17 @@ def _values(result):
     return [(r["metric"], r["drift"]["delta"], r["value"], r["ci95"]) for r in result.records]
 
 
+@pytest.fixture(autouse=True)
+def one_thread(_deterministic_threads):
+    """One torch thread in the driver, so in every cell (workers take the driver's count and the numbers
+    depend on it): the executors run both cells at once, and on a 2-core machine two cells of two threads
+    each spin against each other (the submitit run took 40-130 s so, against 49 s alone)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
+    torch.set_num_threads(1)  # module fixtures are set up before the function-scoped one_thread
     root = tmp_path_factory.mktemp("local")
     suite = load_suite("smoke", TOY)
     return suite, run_suite(suite, RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True))

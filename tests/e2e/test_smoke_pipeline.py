@@ -1,7 +1,13 @@
-"""The whole pipeline at toy size: run, rerun (all cache hits, identical numbers), outputs well formed."""
+"""The whole pipeline at toy size: run, rerun (all cache hits, identical numbers), killed and resumed in new
+processes (identical numbers), outputs well formed."""
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -120,15 +126,56 @@ def test_report_and_table_written(toy_run):
     assert json.loads(events[0])["event"] == "start"
 
 
-def test_fresh_cache_reproduces_the_numbers_bit_for_bit(toy_run, tmp_path):
-    """Same config and seed on CPU: pretraining, fine-tuning, sampling and metrics rebuilt from an empty
-    cache give identical values."""
-    suite, opts, first = toy_run
-    again = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True))
-    built = {e["stage"] for e in again.store_events if not e["cached"]}
-    assert {"base-model", "finetune", "generate", "metrics"} <= built
-    assert [(r["metric"], r["value"], r["ci95"]) for r in first.records] == [
-        (r["metric"], r["value"], r["ci95"]) for r in again.records]
+def _cli(cache, out) -> list[str]:
+    args = [sys.executable, "-m", "ldbench.cli", "run", "--suite", "smoke", "--cache-dir", str(cache),
+            "--out", str(out), "--quiet"]
+    return args + sum((["--set", o] for o in TOY), [])
+
+
+def _built(out) -> list[tuple[str, str]]:
+    """(stage, key) of every stage the run in `out` built, from its events.jsonl (each run rewrites it)."""
+    path = out / "events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [(e["stage"], e["key"]) for e in events if e["event"] == "stage" and not e["cached"]]
+
+
+def _killed_after(cache, out, stages: int) -> list[tuple[str, str]]:
+    """Start the run in a new process and SIGKILL it once it has built `stages` stages; what it built."""
+    proc = subprocess.Popen(_cli(cache, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while len(_built(out)) < stages and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return _built(out)
+
+
+def test_killed_twice_from_an_empty_cache_then_resumed_gives_the_uninterrupted_numbers(toy_run, tmp_path):
+    """SIGKILL a run from an empty cache twice and rerun it: the resumed runs rebuild only what was
+    unfinished and end, in new processes, with the numbers of the uninterrupted run bit for bit (same config
+    and seed on CPU: pretraining, fine-tuning, sampling and metrics give identical values)."""
+    _, _, first = toy_run
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    killed = [_killed_after(cache, out, 1)]
+    killed.append(_killed_after(cache, out, 3))
+    assert all(killed) and not (out / "results.json").exists()
+    subprocess.run(_cli(cache, out), check=True, capture_output=True)
+    built = [*killed, _built(out)]
+    for i, stages in enumerate(built):  # a finished stage is read back, never rebuilt
+        assert not set(stages) & set().union(*built[:i]), stages
+    assert {"base-model", "finetune", "generate", "metrics"} <= {stage for run in built for stage, _ in run}
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert _values(records) == _values(first.records)
+    assert not list(cache.rglob(".tmp-*"))  # nothing half-written survives in the store
+    for entry in cache.glob("*/*"):
+        if entry.is_dir() and not entry.name.startswith("."):
+            assert (entry / "artifact.json").exists()
+
+
+def _values(records: list[dict]) -> str:
+    return json.dumps([(r["metric"], r["editor"], r["drift"]["delta"], r["value"], list(r["ci95"]))
+                       for r in records])
 
 
 def test_report_command_rerenders_from_the_cache_only(toy_run, tmp_path, capsys):

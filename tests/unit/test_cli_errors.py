@@ -1,17 +1,20 @@
-"""The CLI in a subprocess: bad input is one line on stderr (`ldbench: error: ...`), exit code 2, no
-traceback, and it fails fast (before any training); the listing commands and --help exit 0.
+"""The CLI: bad input is one line on stderr (`ldbench: error: ...`), exit code 2, no traceback, and it
+fails fast (before any training); the listing commands and --help exit 0.
 
-Every invocation is started at once by a module fixture (each pays the torch/diffusers import, so
-running them side by side keeps the module to a few seconds of wall time)."""
+A module fixture calls the entry point (`ldbench.cli:main`, what the `ldbench` script runs) once per case,
+in this process and in the case's own working directory: a subprocess per case would pay the torch import
+twenty times over. `test_argparse_errors_exit_two` and `test_entry_point_in_a_subprocess` run the real
+`python -m ldbench.cli`."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import os
+import io
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,27 +79,38 @@ def _cases(root: Path) -> dict[str, list[str]]:
     }
 
 
+def _call(argv: list[str], workdir: Path) -> tuple[int, str, str]:
+    """`ldbench ARGV` run in this process from workdir: (exit code, stdout, stderr); an exception that
+    escapes main is recorded as the traceback a user would see."""
+    from ldbench.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.chdir(workdir), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - the test reports it
+            code = 1
+            stderr.write(traceback.format_exc())
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict[str, Result]:
     root = tmp_path_factory.mktemp("cli")
     cases = _cases(root)
-    env = {**os.environ, "LDBENCH_CACHE_DIR": str(root / "env-cache"), "COLUMNS": "200", "NO_COLOR": "1"}
-
-    def one(name: str) -> Result:
-        workdir = root / f"cwd-{name}"
-        workdir.mkdir()
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run([sys.executable, "-m", "ldbench.cli", *cases[name]], cwd=workdir, env=env,
-                                  capture_output=True, text=True, timeout=TIMEOUT_S)
-            code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            code, stdout, stderr = -1, str(exc.stdout), f"timed out after {TIMEOUT_S} s"
-        return Result(cases[name], code, stdout, stderr, time.perf_counter() - t0, workdir)
-
-    # a few at a time: more only makes the imports fight over the cores
-    with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2))) as pool:
-        out = dict(zip(cases, pool.map(one, cases), strict=True))
+    out = {}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LDBENCH_CACHE_DIR", str(root / "env-cache"))
+        env.setenv("COLUMNS", "200")
+        env.setenv("NO_COLOR", "1")
+        for name, argv in cases.items():
+            workdir = root / f"cwd-{name}"
+            workdir.mkdir()
+            t0 = time.perf_counter()
+            code, stdout, stderr = _call(argv, workdir)
+            out[name] = Result(argv, code, stdout, stderr, time.perf_counter() - t0, workdir)
     out["_root"] = root  # type: ignore[assignment]
     return out
 
@@ -187,6 +201,15 @@ def test_argparse_errors_exit_two(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "ldbench: error:" in r.stderr and "frobnicate" in r.stderr
+
+
+def test_entry_point_in_a_subprocess(tmp_path):
+    """The module's cases, as a user starts them: a user error exits 2 with its one line, --help exits 0."""
+    r = subprocess.run([sys.executable, "-m", "ldbench.cli", "run", "--suite", "no-such-suite", "--cache-dir",
+                        str(tmp_path / "cache"), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=TIMEOUT_S, cwd=tmp_path)
+    assert_user_error(Result(r.args, r.returncode, r.stdout, r.stderr, 0.0, tmp_path), "no-such-suite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_unknown_method_lists_valid_names(results):
