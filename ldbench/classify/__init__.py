@@ -5,19 +5,26 @@ Images are float32 (N, H, W) arrays in [0, 1] of any size; models read one chann
 mean 0.5 and std 0.5. Architectures are timm's: any `timm.list_models()` name.
 """
 
-from ldbench.classify.models import ClassifierOptions, check_model_name, create_model, load_pretrained_weights
-from ldbench.classify.train import TrainedClassifier, train_classifier
-from ldbench.classify.utility import ARMS, UtilityOptions, real_arm, utility_protocol
+import importlib
 
-__all__ = [
-    "ARMS",
-    "ClassifierOptions",
-    "TrainedClassifier",
-    "UtilityOptions",
-    "check_model_name",
-    "create_model",
-    "load_pretrained_weights",
-    "real_arm",
-    "train_classifier",
-    "utility_protocol",
-]
+# name -> the submodule that defines it. The submodules load on first use: timm and scikit-learn take
+# seconds to import, and a run whose classifier stages all come from the cache needs ClassifierOptions only.
+_EXPORTS = {
+    "ClassifierOptions": "models",
+    "check_model_name": "models",
+    "create_model": "models",
+    "load_pretrained_weights": "models",
+    "TrainedClassifier": "train",
+    "train_classifier": "train",
+    "ARMS": "utility",
+    "UtilityOptions": "utility",
+    "real_arm": "utility",
+    "utility_protocol": "utility",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"ldbench.classify.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'ldbench.classify' has no attribute {name!r}")

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from ldbench.data.base import Dataset, ImageTable
 from ldbench.data.pairs import longitudinal_pairs
@@ -29,7 +28,7 @@ from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditBatch, EditPlan, SamplingOptions, check_numbers
 from ldbench.models import Components
 from ldbench.models.samplers import make_sampler
-from ldbench.models.sampling import denoise, encode_prompts
+from ldbench.models.sampling import denoise, diffusers_randn, encode_prompts
 from ldbench.models.text import prompt_for
 from ldbench.models.training import Batch, TrainConfig, TrainData, train_denoiser
 
@@ -242,7 +241,7 @@ class Instruct:
         scheduler = make_sampler(opts.sampler, parts.scheduler)
         scheduler.set_timesteps(opts.steps, device=unet.device)
         image = batch.source_latents.to(unet.device, unet.dtype)
-        noise = randn_tensor(image.shape, generator=batch.generator, device=unet.device, dtype=unet.dtype)
+        noise = diffusers_randn(image.shape, generator=batch.generator, device=unet.device, dtype=unet.dtype)
         latents = initial_latents(batch.drift, noise, scheduler.init_noise_sigma)
         uncond, cond = encode_prompts(parts, prompts, 2.0).chunk(2)  # [unconditional; conditional]
         guidance = ImageTextGuidance(unet, torch.cat([cond, uncond, uncond]),

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from ldbench.drift import Drift, after_step, forward_noised, initial_latents
 from ldbench.errors import UserError
@@ -77,6 +76,14 @@ def _step_params(scheduler) -> set[str]:
     return set(inspect.signature(scheduler.step).parameters)
 
 
+def diffusers_randn(shape, **kwargs) -> torch.Tensor:
+    """diffusers' noise draw (the same numbers as its pipelines), imported here: importing diffusers takes
+    about 3.5 s, which a run whose stages all come from the cache does not need."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor(shape, **kwargs)
+
+
 @torch.no_grad()
 def text_to_latents(parts: Components, scheduler, prompts: list[str], drift: Drift, steps: int,
                     guidance_scale: float, generator: torch.Generator) -> torch.Tensor:
@@ -85,7 +92,7 @@ def text_to_latents(parts: Components, scheduler, prompts: list[str], drift: Dri
     scheduler.set_timesteps(steps, device=unet.device)
     size = parts.latent_size or unet.config.sample_size  # run_edits sets the dataset's size
     shape = (len(prompts), unet.config.in_channels, size, size)
-    noise = randn_tensor(shape, generator=generator, device=unet.device, dtype=unet.dtype)
+    noise = diffusers_randn(shape, generator=generator, device=unet.device, dtype=unet.dtype)
     latents = initial_latents(drift, noise, scheduler.init_noise_sigma)
     guidance = TextGuidance(unet, encode_prompts(parts, prompts, guidance_scale), guidance_scale)
     return denoise(scheduler, latents, scheduler.timesteps, guidance, drift, generator)
@@ -119,8 +126,8 @@ def edit_latents(parts: Components, scheduler, source_latents: torch.Tensor, pro
     timesteps = scheduler.timesteps[steps - n_run:]
     if n_run == 0:
         return source_latents
-    noise = randn_tensor(source_latents.shape, generator=generator, device=source_latents.device,
-                         dtype=source_latents.dtype)
+    noise = diffusers_randn(source_latents.shape, generator=generator, device=source_latents.device,
+                            dtype=source_latents.dtype)
     start = forward_noised(drift, scheduler, source_latents, noise, timesteps[:1].repeat(len(source_latents)))
     guidance = TextGuidance(parts.unet, encode_prompts(parts, prompts, chain.guidance_scale), chain.guidance_scale)
     return denoise(scheduler, start, timesteps, guidance, drift, generator)
