@@ -7,8 +7,9 @@ mean 0.5 and std 0.5. Architectures are timm's: any `timm.list_models()` name.
 
 import importlib
 
-# name -> the submodule that defines it. The submodules load on first use: timm and scikit-learn take
-# seconds to import, and a run whose classifier stages all come from the cache needs ClassifierOptions only.
+# name -> the submodule that defines it. The submodules load on first use: a run whose classifier stages
+# all come from the cache needs only ClassifierOptions (classify.models), not the training code and the
+# scikit-learn it imports (classify.train, classify.utility).
 _EXPORTS = {
     "ClassifierOptions": "models",
     "check_model_name": "models",

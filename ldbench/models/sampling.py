@@ -77,8 +77,8 @@ def _step_params(scheduler) -> set[str]:
 
 
 def diffusers_randn(shape, **kwargs) -> torch.Tensor:
-    """diffusers' noise draw (the same numbers as its pipelines), imported here: importing diffusers takes
-    about 3.5 s, which a run whose stages all come from the cache does not need."""
+    """diffusers' noise draw (the same numbers as its pipelines), imported here rather than with this
+    module: a run whose stages all come from the cache loads this module but needs no diffusers."""
     from diffusers.utils.torch_utils import randn_tensor
 
     return randn_tensor(shape, **kwargs)

@@ -119,14 +119,16 @@ def sweep_curves(series: dict[str, dict[str, list[tuple[float, float, tuple[floa
 
 
 # The sweep grid's margins in inches. A suite's sweep has one panel per metric (dozens), and measuring
-# every tick label for tight_layout and a tight bounding box took 8.1 s for 36 panels against 3.6 s with
-# fixed margins (2 CPU cores); the labels' sizes are fixed, so fixed margins fit them.
+# every tick label for tight_layout and a tight bounding box took 7.4 s for 36 panels against 3.2 s with
+# fixed margins (benchmarks/perf/bench_report.py, 2 CPU cores); the labels' sizes are fixed, so fixed
+# margins fit them.
 _PANEL_W, _PANEL_H = 2.3, 1.7
 _LEFT, _RIGHT, _TOP, _BOTTOM, _LEGEND = 0.6, 0.3, 0.3, 0.45, 0.3
 _GAP_W, _GAP_H = 0.7, 0.75
 
 
 def _panel_grid(n_rows: int, n_cols: int):
+    """A figure of n_rows x n_cols panels of fixed size, with room for titles, ticks and a legend below."""
     width = _LEFT + _RIGHT + n_cols * _PANEL_W + (n_cols - 1) * _GAP_W
     height = _TOP + _BOTTOM + _LEGEND + n_rows * _PANEL_H + (n_rows - 1) * _GAP_H
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False)
