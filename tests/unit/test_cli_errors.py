@@ -204,7 +204,7 @@ def test_argparse_errors_exit_two(tmp_path):
 
 
 def test_entry_point_in_a_subprocess(tmp_path):
-    """The module's cases, as a user starts them: a user error exits 2 with its one line, --help exits 0."""
+    """A user error as a user starts it, in its own process: exit 2, one line, nothing written."""
     r = subprocess.run([sys.executable, "-m", "ldbench.cli", "run", "--suite", "no-such-suite", "--cache-dir",
                         str(tmp_path / "cache"), "--out", str(tmp_path / "out")], capture_output=True, text=True,
                        timeout=TIMEOUT_S, cwd=tmp_path)
