@@ -74,6 +74,14 @@ class Evaluation:
     multiple_comparisons: str = "holm"  # correction over all LD effects of a run: holm | bh | none
     fid_infinity: bool = False  # also FID∞ / FD∞ (Chong & Forsyth 2020): B x 15 Fréchet distances per set
     diversity: bool = True  # MS-SSIM diversity and memorization (nearest train image) of every generated set
+    # the generated-latent statistics every fine-tune records (ldbench.models.probe.ProbeSettings: checkpoints,
+    # samples, steps; {} = its defaults). The fine-tune's cache key holds it, no scoring stage's (scoring_key)
+    latent_probe: dict = field(default_factory=dict)
+
+    def scoring_key(self) -> dict:
+        """The fields a scoring stage's cache key holds: all but `latent_probe`, which changes what a fine-tune
+        records, never how a generated set is scored."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "latent_probe"}
 
 
 @dataclass(frozen=True)

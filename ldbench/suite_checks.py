@@ -39,11 +39,20 @@ def check_evaluation(ev, src: str) -> None:
     v.int_in(ev.utility_members, where + "utility_members", 1, 64, example=3)
     v.one_of(ev.reference_split, where + "reference_split", SPLITS)
     v.one_of(ev.multiple_comparisons, where + "multiple_comparisons", ("holm", "bh", "none"))
+    from ldbench.config import build_options
+
     if ev.classifier:
         from ldbench.classify.models import ClassifierOptions
-        from ldbench.config import build_options
 
         _prefixed(lambda: build_options(ClassifierOptions, ev.classifier, where + "classifier"), where + "classifier")
+    if ev.latent_probe:
+        from ldbench.models.probe import ProbeSettings
+
+        probe = build_options(ProbeSettings, ev.latent_probe, where + "latent_probe")
+        # the stability metric needs 2 checkpoints in the second half of training and 2 samples for its CI
+        v.int_in(probe.checkpoints, where + "latent_probe.checkpoints", 2, example=8)
+        v.int_in(probe.samples, where + "latent_probe.samples", 2, example=16)
+        v.int_in(probe.steps, where + "latent_probe.steps", 1, example=10)
 
 
 def check_seeds(raw: list, src: str) -> tuple[int, ...]:
@@ -75,7 +84,11 @@ def check_components(suite: Suite, src: str) -> None:
 
     # each with its own component's options class: a key another method or editor has is refused too
     for i, c in enumerate(suite.methods):
-        _prefixed(lambda c=c: method_options(c), f"{src}: methods[{i}] ({c.name})")
+        where = f"{src}: methods[{i}] ({c.name})"
+        options = _prefixed(lambda c=c: method_options(c), where)
+        if not options.checkpoint and options.steps < 2:  # latent_instability would be undefined at the run's end
+            raise UserError(f"{where}: steps must be >= 2, got {options.steps}: the latent probe compares checkpoints "
+                            "in the second half of training (ldbench.models.probe)")
     for i, c in enumerate(suite.editors):
         _prefixed(lambda c=c: editor_options(c), f"{src}: editors[{i}] ({c.name})")
     for i, c in enumerate(suite.datasets):

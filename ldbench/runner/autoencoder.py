@@ -91,7 +91,7 @@ def build_realism_ceiling(rt, node, up: dict) -> Artifact:
 
     heldout, base, (stats, stats_source) = up["heldout"], up["base"], up["reference"]
     extractor, evaluation, ctx, seed = rt.extractors[node["extractor"]], rt.evaluation, rt.ctx, node["seed"]
-    config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(),
+    config = {"evaluation": evaluation.scoring_key(), "extractor": extractor.describe(),
               "reference_stats_sha256": stats_source["sha256"], "seed": seed}
 
     def build(tmp: Path) -> dict:

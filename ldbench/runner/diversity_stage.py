@@ -47,7 +47,7 @@ def build_diversity(rt, node, up: dict) -> Artifact:
     extractor, evaluation, seed = rt.extractors[node["extractor"]], rt.evaluation, node["seed"]
     with np.load(up["metrics"].file("features.npz"), allow_pickle=False) as z:
         gen_features = z["features"]
-    config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(), "seed": seed}
+    config = {"evaluation": evaluation.scoring_key(), "extractor": extractor.describe(), "seed": seed}
 
     def build(tmp: Path) -> dict:
         with np.load(train_feats.file("features.npz"), allow_pickle=False) as z:

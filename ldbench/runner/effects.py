@@ -18,7 +18,6 @@ forty effects does not report about two of them as significant by chance alone.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -177,7 +176,7 @@ def evidence_digest(cells: list[CellEvidence]) -> str:
 def stored_ld_effects(store, cells: list[CellEvidence], evaluation: Evaluation) -> list[dict]:
     """ld_effects through the artifact store, keyed on the evidence's digest and the evaluation settings: a
     run whose every stage is cached reads its effects instead of repeating thousands of bootstrap resamples."""
-    config = {"evidence": evidence_digest(cells), "evaluation": dataclasses.asdict(evaluation)}
+    config = {"evidence": evidence_digest(cells), "evaluation": evaluation.scoring_key()}
 
     def build(tmp) -> dict:
         effects = ld_effects(cells, evaluation)

@@ -144,9 +144,10 @@ def _pretrain_seconds(spec: Component, costs: Costs) -> float:
     return costs.pretrain_fixed + costs.pretrain_step * steps(spec.options)
 
 
-def _finetune_seconds(spec: Component, costs: Costs) -> float:
+def _finetune_seconds(spec: Component, costs: Costs, probe) -> float:
     """A method's steps × samples per step at its batch make-up (`batch_factor`: DreamBooth's prior images
-    double each batch), plus what it samples before training (`prepare_image_steps`: its class images)."""
+    double each batch), plus what it samples before training (`prepare_image_steps`: its class images) and
+    the latent probe's sampling (`probe`, ProbeSettings)."""
     from ldbench.methods import METHODS, method_options
 
     method, opts = METHODS.get(spec.name), method_options(spec)
@@ -156,16 +157,14 @@ def _finetune_seconds(spec: Component, costs: Costs) -> float:
     measured = dict(costs.finetune_step_by_method)
     if spec.name in measured:  # measured with the method's own batch make-up (DreamBooth's prior included)
         return costs.finetune_fixed + measured[spec.name] * opts.steps * samples / costs.finetune_batch + extra + (
-            _probe_seconds(costs))
+            _probe_seconds(costs, probe))
     factor = getattr(method, "batch_factor", 1)
-    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * factor / 16 + extra + _probe_seconds(costs)
+    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * factor / 16 + extra + _probe_seconds(costs, probe)
 
 
-def _probe_seconds(costs: Costs) -> float:
-    """The latent probe's sampling through a fine-tune (ldbench.models.probe): one UNet pass per image-step."""
-    from ldbench.runner.stages import LATENT_PROBE
-
-    p = LATENT_PROBE
+def _probe_seconds(costs: Costs, p) -> float:
+    """The latent probe's sampling through a fine-tune (ldbench.models.probe.ProbeSettings `p`): one UNet pass
+    per image-step."""
     return (p.checkpoints + 1) * p.samples * p.steps * costs.image_step / 2
 
 
@@ -262,7 +261,9 @@ def split_features_cost(node, costs: Costs, facts) -> float:
 
 
 def finetune_cost(node, costs: Costs, facts) -> float:
-    return _finetune_seconds(node["method"], costs)
+    from ldbench.runner.stages import latent_probe
+
+    return _finetune_seconds(node["method"], costs, latent_probe(facts.evaluation))
 
 
 def editor_model_cost(node, costs: Costs, facts) -> float:

@@ -65,7 +65,7 @@ def build_heldout_metrics(rt, node, up: dict) -> Artifact:
     data_art, (stats, stats_source) = up["dataset"], up["reference"]
     dataset, extractor, evaluation = rt.dataset(node["dataset"]), rt.extractors[node["extractor"]], rt.evaluation
     seed, n = node["seed"], int(data_art.meta["n_test"])
-    config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(),
+    config = {"evaluation": evaluation.scoring_key(), "extractor": extractor.describe(),
               "reference_stats_sha256": stats_source["sha256"], "seed": seed, "n": n, "split": FLOOR_SPLIT}
 
     def build(tmp: Path) -> dict:

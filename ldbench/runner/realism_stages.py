@@ -3,7 +3,6 @@ extractor (FID / KID on Inception, FD / KD on others), with the features kept fo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def build_metrics(rt, node, up: dict) -> Artifact:
 
     gen, (stats, stats_source) = up["generate"], up["reference"]
     extractor, evaluation, seed = rt.extractors[node["extractor"]], rt.evaluation, node["seed"]
-    config = {"evaluation": dataclasses.asdict(evaluation), "extractor": extractor.describe(),
+    config = {"evaluation": evaluation.scoring_key(), "extractor": extractor.describe(),
               "reference_stats_sha256": stats_source["sha256"], "seed": seed}
 
     def build(tmp: Path) -> dict:

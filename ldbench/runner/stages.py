@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ldbench.config import Component
+from ldbench.config import Component, build_options
 from ldbench.data import ImageTable, create_dataset
 from ldbench.data.base import Dataset
 from ldbench.device import inference_precision
-from ldbench.drift import Drift
 from ldbench.errors import UserError
 from ldbench.generate import EDITORS, EditSettings, SamplingOptions, generate
 from ldbench.hashing import sha256_file
@@ -44,7 +43,10 @@ STAGE_VERSIONS = {
     "latents": "1",
 }
 
-LATENT_PROBE = ProbeSettings()  # the generated-latent statistics every fine-tune records (ldbench.models.probe)
+
+def latent_probe(evaluation) -> ProbeSettings:
+    """The generated-latent statistics every fine-tune records (evaluation.latent_probe; ldbench.models.probe)."""
+    return build_options(ProbeSettings, evaluation.latent_probe, "evaluation.latent_probe")
 
 
 @dataclass
@@ -126,10 +128,13 @@ def load_base(ctx: Context, base: Artifact) -> Components:
 _NEUTRAL_DEFAULTS = {"mixed_precision": "no", "gradient_accumulation_steps": 1, "gradient_checkpointing": "auto"}
 
 
-def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Artifact, method_spec: Component,
-                   drift: Drift, seed: int) -> Artifact:
-    method = METHODS.get(method_spec.name)
-    options = method_options(method_spec)
+def build_finetune(rt, node, up: dict) -> Artifact:
+    """A method trained on the dataset's train split from the base model, probed through training
+    (ldbench.models.probe), or a checkpoint trained elsewhere, loaded (the method's `checkpoint` option)."""
+    ctx, dataset, data_art, base, seed = rt.ctx, rt.dataset(node["dataset"]), up["dataset"], up["base"], node["seed"]
+    method = METHODS.get(node["method"].name)
+    options = method_options(node["method"])
+    drift, probe_settings = node.get("checkpoint_drift", node["drift"]), latent_probe(rt.evaluation)
     train_drift = drift.for_training()
     checkpoint = checkpoint_file(method.name, options.checkpoint, drift)
     if checkpoint is not None:
@@ -137,7 +142,7 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
     key_options = {k: v for k, v in dataclasses.asdict(options).items()
                    if not (k in _NEUTRAL_DEFAULTS and v == _NEUTRAL_DEFAULTS[k])}
     config = {"method": method.name, "options": key_options, "drift": train_drift.to_dict(), "seed": seed,
-              "latent_probe": dataclasses.asdict(LATENT_PROBE)}
+              "latent_probe": dataclasses.asdict(probe_settings)}
 
     def build(tmp: Path) -> dict:
         torch.manual_seed(seed)
@@ -153,14 +158,14 @@ def finetune_stage(ctx: Context, dataset: Dataset, data_art: Artifact, base: Art
                 save_file({"latent_mean": data.prior.latent_mean.contiguous(),
                            "latent_std": data.prior.latent_std.contiguous()}, str(tmp / "class_prior.safetensors"),
                           metadata={"captions": json.dumps(list(data.prior.captions))})
-        with probing(LatentProbe(LATENT_PROBE, seed)) as probe:  # the generated latents at checkpoints
+        with probing(LatentProbe(probe_settings, seed)) as probe:  # the generated latents at checkpoints
             trained, losses = method.train(parts, data, train_drift, options, seed, ctx.quiet)
         save_file({k: v.contiguous() for k, v in trained.items()}, str(tmp / "trained.safetensors"))
         if probe.steps:
             np.savez(tmp / "latent_probe.npz", **probe.arrays())
         (tmp / "losses.json").write_text(json.dumps(losses))
         return {"n_train": len(train), "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
-                "options": dataclasses.asdict(options), "latent_probe": dataclasses.asdict(LATENT_PROBE)}
+                "options": dataclasses.asdict(options), "latent_probe": dataclasses.asdict(probe_settings)}
 
     return ctx.store.get_or_build("finetune", STAGE_VERSIONS["finetune"], config, [data_art, base], build)
 
@@ -323,7 +328,3 @@ def build_base_model(rt, node, up: dict) -> Artifact:
 def build_latents(rt, node, up: dict) -> Artifact:
     return latents_stage(rt.ctx, up["dataset"], up["base"])
 
-
-def build_finetune(rt, node, up: dict) -> Artifact:
-    return finetune_stage(rt.ctx, rt.dataset(node["dataset"]), up["dataset"], up["base"], node["method"],
-                          node.get("checkpoint_drift", node["drift"]), node["seed"])

@@ -23,6 +23,7 @@ COMMON = [
     "drifts=[{delta: 0.1, train: noise, sample: every-step}]",
     "evaluation.kid_subset_size=4", "evaluation.kid_subsets=5", "evaluation.bootstrap=5",
     "evaluation.extractors=[domain]", "evaluation.diversity=false", "evaluation.effectiveness=false",
+    "evaluation.latent_probe={checkpoints: 2, samples: 2, steps: 2}",
 ]
 # every method with the inversion editor; the instruct editor (which trains its own UNet) on one method
 EVERY_METHOD = COMMON + [

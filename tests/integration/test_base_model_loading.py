@@ -57,6 +57,7 @@ def test_suite_runs_on_a_user_supplied_pipeline(saved_pipeline, tmp_path):
         "editors=[{name: text2img, options: {steps: 2}}]",
         "evaluation.kid_subset_size=4", "evaluation.kid_subsets=5", "evaluation.bootstrap=5",
         "evaluation.extractors=[domain]", "evaluation.diversity=false", "evaluation.effectiveness=false",
+        "evaluation.latent_probe={checkpoints: 2, samples: 2, steps: 2}",
     ])
     result = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True,
                                          base_model=str(path)))

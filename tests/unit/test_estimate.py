@@ -26,10 +26,11 @@ def _est(*overrides: str, suite: str = "smoke"):
 def _added_since_measured(est, finetunes: int) -> float:
     """Estimated seconds of the work the measured runs did not do yet: the autoencoder's reconstruction of
     each test split and of the held-out floor (the realism ceiling), and the latent probe through each fine-tune."""
+    from ldbench.models.probe import ProbeSettings
     from ldbench.runner.estimate import DEFAULT_COSTS, _probe_seconds
 
     return (est.seconds_by_stage.get("autoencoder", 0.0) + est.seconds_by_stage.get("realism-ceiling", 0.0)
-            + finetunes * _probe_seconds(DEFAULT_COSTS))
+            + finetunes * _probe_seconds(DEFAULT_COSTS, ProbeSettings()))
 
 
 def test_smoke_estimate_is_within_40_percent_of_the_measured_run():
@@ -85,6 +86,8 @@ def test_monotone_in_training_and_sampling_steps():
     cheaper_pretrain = _est("base_model={name: embedded, options: {vae_steps: 10, unet_steps: 10}}")
     dearer_pretrain = _est("base_model={name: embedded, options: {vae_steps: 100, unet_steps: 100}}")
     assert cheaper_pretrain.seconds_by_stage["base-model"] < dearer_pretrain.seconds_by_stage["base-model"]
+    lighter_probe = _est("evaluation.latent_probe={checkpoints: 2, samples: 4, steps: 2}")
+    assert lighter_probe.seconds_by_stage["finetune"] < _est().seconds_by_stage["finetune"]
     # the default config's weights are shipped: loading them costs less than any pretraining
     assert _est().seconds_by_stage["base-model"] < cheaper_pretrain.seconds_by_stage["base-model"]
 

@@ -38,9 +38,10 @@ def no_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("work started while loading a suite")
 
-    for name in ("dataset_stage", "base_model_stage", "finetune_stage", "build_generate"):
+    for name in ("dataset_stage", "base_model_stage", "build_finetune", "build_generate"):
         monkeypatch.setattr(stages, name, forbidden)
     monkeypatch.setattr(realism_stages, "reference_stats_stage", forbidden)
+    load_suite("smoke")  # its imports (timm's, about 4 s) done: what each example times is the loading alone
 
 
 def loads_or_refuses(load) -> None:

@@ -24,7 +24,7 @@ def no_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("work started on bad input")
 
-    for name in ("dataset_stage", "base_model_stage", "finetune_stage", "build_generate"):
+    for name in ("dataset_stage", "base_model_stage", "build_finetune", "build_generate"):
         monkeypatch.setattr(stages, name, forbidden)
     monkeypatch.setattr(realism_stages, "reference_stats_stage", forbidden)
     monkeypatch.setattr(run, "run_suite", forbidden)

@@ -17,6 +17,7 @@ from ldbench.models.training import TrainData
 from tests.unit.test_component_contracts import CAPTIONS, _tiny_options
 
 SMALL = ProbeSettings(checkpoints=2, samples=3, steps=2)
+OPTION = "{checkpoints: 2, samples: 3, steps: 2}"  # SMALL as a suite sets it
 LD = Drift(0.1, train="noise", sample="none")
 
 
@@ -73,6 +74,45 @@ def test_checkpoint_steps_are_even_and_include_both_ends():
     assert ProbeSettings(checkpoints=8).at(250) == [0, 31, 62, 94, 125, 156, 188, 219, 250]
     assert ProbeSettings(checkpoints=8).at(3) == [0, 1, 2, 3]
     assert late_checkpoints(np.array([0, 31, 62, 94, 125, 156, 188, 219, 250])).tolist() == [False] * 4 + [True] * 5
+
+
+def test_a_suite_sizes_its_probe_and_only_the_finetune_key_holds_it():
+    from ldbench.config import load_suite
+    from ldbench.runner.stages import latent_probe
+
+    default, small = load_suite("smoke").evaluation, load_suite("smoke", [f"evaluation.latent_probe={OPTION}"]).evaluation
+    assert latent_probe(default) == ProbeSettings(checkpoints=8, samples=16, steps=10)
+    assert latent_probe(small) == SMALL
+    # a probe changes what a fine-tune records, never how a generated set is scored: no scoring key moves
+    assert small.scoring_key() == default.scoring_key() and "latent_probe" not in default.scoring_key()
+
+
+@pytest.mark.parametrize("value, words", [
+    ("{checkpoints: 1}", "evaluation.latent_probe.checkpoints must be an integer >= 2, got 1"),
+    ("{samples: 1}", "evaluation.latent_probe.samples must be an integer >= 2, got 1"),
+    ("{steps: 0}", "evaluation.latent_probe.steps must be an integer >= 1, got 0"),
+    ("{steps: 2.5}", "evaluation.latent_probe.steps must be an integer"),
+    ("{sample: 4}", "evaluation.latent_probe: unknown key(s) sample"),
+    ("8", "evaluation.latent_probe must be of type dict"),
+])
+def test_a_bad_probe_option_is_refused_at_load(value, words):
+    from ldbench.config import load_suite
+    from ldbench.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        load_suite("smoke", [f"evaluation.latent_probe={value}"])
+    assert words in str(err.value)
+
+
+def test_a_one_step_finetune_is_refused_at_load_not_at_the_runs_end():
+    from ldbench.config import load_suite
+    from ldbench.errors import UserError
+
+    with pytest.raises(UserError, match=r"methods\[0\] \(lora\): steps must be >= 2, got 1: the latent probe"):
+        load_suite("smoke", ["methods=[{name: lora, options: {steps: 1}}]"])
+    with pytest.raises(ValueError, match="at least 2 checkpoints"):  # what it would meet there
+        latent_instability(np.zeros((2, 3, 4)), np.array(ProbeSettings().at(1)))
+    load_suite("smoke", ["methods=[{name: lora, options: {steps: 2}}]"])
 
 
 def test_instability_is_zero_for_a_settled_model_and_the_late_spread_otherwise():
