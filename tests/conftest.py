@@ -39,3 +39,27 @@ def tiny_parts(tmp_path_factory):
     from ldbench.models.tiny import build_components
 
     return build_components(tmp_path_factory.mktemp("tok"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def _toy_base_store(tmp_path_factory):
+    """A store holding the toy suites' base model (tests/toy.py), pretrained once a session."""
+    from ldbench.config import load_suite
+    from ldbench.runner.stages import base_model_stage, context
+    from tests.toy import TOY_BASE_MODEL
+
+    store = tmp_path_factory.mktemp("toy-base") / "cache"
+    base_model_stage(context(store, quiet=True), load_suite("smoke", [TOY_BASE_MODEL]).base_model)
+    return store
+
+
+@pytest.fixture(scope="session")
+def toy_cache(_toy_base_store):
+    """toy_cache(path): a new cache directory at `path` that holds the toy base model already."""
+    import shutil
+
+    def make(path):
+        shutil.copytree(_toy_base_store, path)
+        return path
+
+    return make

@@ -8,12 +8,13 @@ import pytest
 
 from ldbench.config import load_suite
 from ldbench.runner.run import RunOptions, run_suite
+from tests.toy import TOY_BASE_MODEL
 
 pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 30, visits: 2, image_size: 32}}]",
-    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4, vae_width: 16}}",
+    TOY_BASE_MODEL,
     "methods=[{name: finetune, options: {steps: 6, batch_size: 8}}]",
     "editors=[{name: text2img, options: {steps: 3}}, {name: sdedit, options: {steps: 4, strength: 0.5}},"
     " {name: inversion-edit, options: {steps: 4, strength: 0.5}},"
@@ -24,17 +25,18 @@ TOY = [
     "evaluation.extractors=[domain]",
     "evaluation.axiom_items=3",
     "evaluation.null_edits=2",
-    "evaluation.classifier={model: resnet10t, epochs: 1, batch_size: 16}",
+    "evaluation.classifier={model: test_resnet, epochs: 1, batch_size: 16}",  # timm's tiny test model
     "evaluation.oracle_members=2",
     "evaluation.utility_members=2",
+    "evaluation.latent_probe={checkpoints: 2, samples: 4, steps: 2}",  # the probe's own size is tested in the smoke module
 ]
 
 
 @pytest.fixture(scope="module")
-def cf_run(tmp_path_factory):
+def cf_run(tmp_path_factory, toy_cache):
     root = tmp_path_factory.mktemp("cf")
     suite = load_suite("counterfactual", TOY)
-    opts = RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True)
+    opts = RunOptions(out_dir=root / "out", cache_dir=toy_cache(root / "cache"), quiet=True)
     first = run_suite(suite, opts)
     return suite, opts, first
 

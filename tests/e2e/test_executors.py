@@ -8,12 +8,13 @@ import torch
 
 from ldbench.config import load_suite
 from ldbench.runner.run import RunOptions, run_suite
+from tests.toy import TOY_BASE_MODEL
 
 pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 24, visits: 2, image_size: 32}}]",
-    "base_model={name: embedded, options: {vae_steps: 10, unet_steps: 10, crops_per_image: 4, vae_width: 16}}",
+    TOY_BASE_MODEL,
     "methods=[{name: finetune, options: {steps: 4, batch_size: 8}}]",
     "editors=[{name: sdedit, options: {steps: 3, strength: 0.5}}]",
     "evaluation.kid_subset_size=6",
@@ -21,6 +22,7 @@ TOY = [
     "evaluation.bootstrap=10",
     "evaluation.extractors=[domain]",
     "evaluation.effectiveness=false",  # the oracles are tested in test_counterfactual_pipeline.py
+    "evaluation.latent_probe={checkpoints: 2, samples: 4, steps: 2}",  # the probe's own size is tested in the smoke module
 ]
 
 
@@ -37,20 +39,20 @@ def one_thread(_deterministic_threads):
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
+def local_run(tmp_path_factory, toy_cache):
     torch.set_num_threads(1)  # module fixtures are set up before the function-scoped one_thread
     root = tmp_path_factory.mktemp("local")
     suite = load_suite("smoke", TOY)
-    return suite, run_suite(suite, RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True))
+    return suite, run_suite(suite, RunOptions(out_dir=root / "out", cache_dir=toy_cache(root / "cache"), quiet=True))
 
 
-def test_ray_executor_matches_local(local_run, tmp_path):
+def test_ray_executor_matches_local(local_run, tmp_path, toy_cache):
     ray = pytest.importorskip("ray")
     suite, local = local_run
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        result = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True,
-                                             executor="ray"))
+        result = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=toy_cache(tmp_path / "cache"),
+                                             quiet=True, executor="ray"))
     finally:
         ray.shutdown()
     assert _values(result) == _values(local)
@@ -59,10 +61,10 @@ def test_ray_executor_matches_local(local_run, tmp_path):
     assert {"finetune", "generate", "metrics"} <= built  # the cells' stages ran in the Ray workers
 
 
-def test_submitit_executor_matches_local(local_run, tmp_path):
+def test_submitit_executor_matches_local(local_run, tmp_path, toy_cache):
     pytest.importorskip("submitit")
     suite, local = local_run
-    result = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True,
+    result = run_suite(suite, RunOptions(out_dir=tmp_path / "out", cache_dir=toy_cache(tmp_path / "cache"), quiet=True,
                                          executor="slurm", executor_options={"cluster": "local"}))
     assert _values(result) == _values(local)
     assert any((tmp_path / "out" / "submitit").iterdir())  # one job folder per cell

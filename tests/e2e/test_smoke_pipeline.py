@@ -14,12 +14,13 @@ import pytest
 from ldbench.config import load_suite
 from ldbench.drift import Drift
 from ldbench.runner.run import RunOptions, run_suite
+from tests.toy import TOY_BASE_MODEL
 
 pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 24, visits: 2}}]",
-    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4, vae_width: 16}}",
+    TOY_BASE_MODEL,
     "methods=[{name: finetune, options: {steps: 6, batch_size: 8}}]",
     "editors=[{name: sdedit, options: {steps: 4, strength: 0.5}}, {name: text2img, options: {steps: 3}}]",
     "evaluation.kid_subset_size=6",
@@ -27,14 +28,15 @@ TOY = [
     "evaluation.bootstrap=20",
     "evaluation.extractors=[domain]",  # Inception's realism records are tested in tests/unit
     "evaluation.effectiveness=false",  # the oracles are tested in test_counterfactual_pipeline.py
+    "evaluation.latent_probe={checkpoints: 6, samples: 4, steps: 2}",  # a probe at every step
 ]
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
+def toy_run(tmp_path_factory, toy_cache):
     root = tmp_path_factory.mktemp("smoke")
     suite = load_suite("smoke", TOY)
-    opts = RunOptions(out_dir=root / "out", cache_dir=root / "cache", quiet=True)
+    opts = RunOptions(out_dir=root / "out", cache_dir=toy_cache(root / "cache"), quiet=True)
     first = run_suite(suite, opts)
     return suite, opts, first
 
@@ -97,7 +99,8 @@ def test_every_run_reports_its_autoencoder_ceiling_and_each_finetunes_latent_sta
     assert {Drift(**r["drift"]).label for r in stability} == {"no LD", "LD δ=0.1 (noise/none)"}  # training drifts
     for r in stability:
         lo, hi = r["ci95"]
-        assert r["editor"] == "fine-tune" and lo <= r["value"] <= hi and r["n"] == 16
+        assert r["editor"] == "fine-tune" and lo <= r["value"] <= hi and r["n"] == 4
+        assert r["details"]["probe"] == {"checkpoints": 6, "samples": 4, "steps": 2}  # the suite's probe
         assert r["details"]["checkpoint_steps"] == [0, 1, 2, 3, 4, 5, 6]
     effect = [e for e in results["ld_effects"] if e["metric"] == "latent_instability"]
     assert len(effect) == 1 and effect[0]["editor"] == "fine-tune" and effect[0]["test"] == "paired bootstrap"

@@ -5,24 +5,26 @@ import json
 import pytest
 
 from ldbench.cli import main
+from tests.toy import TOY_BASE_MODEL
 
 pytestmark = pytest.mark.slow
 
 TOY = [
     "datasets=[{name: synth-brain, options: {n_subjects: 30, visits: 2, image_size: 32}}]",
-    "base_model={name: embedded, options: {vae_steps: 15, unet_steps: 15, crops_per_image: 4, vae_width: 16}}",
+    TOY_BASE_MODEL,
     "methods=[{name: finetune, options: {steps: 4, batch_size: 8}}]",
     "editors=[{name: text2img, options: {steps: 3}}]",
     "evaluation.kid_subset_size=4",
     "evaluation.kid_subsets=5",
     "evaluation.bootstrap=20",
     "evaluation.extractors=[domain]",
+    "evaluation.latent_probe={checkpoints: 2, samples: 4, steps: 2}",  # the probe's own size is tested in the smoke module
 ]
 
 
-def test_tune_delta_writes_the_curve_and_chooses_on_val(tmp_path, capsys):
+def test_tune_delta_writes_the_curve_and_chooses_on_val(tmp_path, capsys, toy_cache):
     args = ["tune-delta", "--suite", "smoke", "--grid=-0.1:0.1:0.1", "--criterion", "l1", "--quiet",
-            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+            "--out", str(tmp_path / "out"), "--cache-dir", str(toy_cache(tmp_path / "cache"))]
     for o in TOY:
         args += ["--set", o]
     assert main(args) == 0
