@@ -49,7 +49,12 @@ def _toy_base_store(tmp_path_factory):
     from tests.toy import TOY_BASE_MODEL
 
     store = tmp_path_factory.mktemp("toy-base") / "cache"
-    base_model_stage(context(store, quiet=True), load_suite("smoke", [TOY_BASE_MODEL]).base_model)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as every test pins it: the toy runs it stands in for pretrained with 2
+    try:
+        base_model_stage(context(store, quiet=True), load_suite("smoke", [TOY_BASE_MODEL]).base_model)
+    finally:
+        torch.set_num_threads(threads)
     return store
 
 
