@@ -43,7 +43,8 @@ DEFAULT_EXTRACTORS = ("inception", "domain")
 
 @dataclass(frozen=True)
 class Evaluation:
-    """How generated sets are scored (all part of the metrics stage's cache key)."""
+    """How generated sets are scored (every field is in the scoring stages' cache keys but `latent_probe`, which
+    the fine-tune's key holds: scoring_key)."""
 
     # Feature extractors of the realism metrics, each scored separately (FID/KID on Inception's features,
     # FD/KD on any other's); `extractor: NAME` in a suite is short for `extractors: [NAME]`.
@@ -75,7 +76,7 @@ class Evaluation:
     fid_infinity: bool = False  # also FID∞ / FD∞ (Chong & Forsyth 2020): B x 15 Fréchet distances per set
     diversity: bool = True  # MS-SSIM diversity and memorization (nearest train image) of every generated set
     # the generated-latent statistics every fine-tune records (ldbench.models.probe.ProbeSettings: checkpoints,
-    # samples, steps; {} = its defaults). The fine-tune's cache key holds it, no scoring stage's (scoring_key)
+    # samples, steps; {} = its defaults)
     latent_probe: dict = field(default_factory=dict)
 
     def scoring_key(self) -> dict:
