@@ -48,11 +48,7 @@ def check_evaluation(ev, src: str) -> None:
     if ev.latent_probe:
         from ldbench.models.probe import ProbeSettings
 
-        probe = build_options(ProbeSettings, ev.latent_probe, where + "latent_probe")
-        # the stability metric needs 2 checkpoints in the second half of training and 2 samples for its CI
-        v.int_in(probe.checkpoints, where + "latent_probe.checkpoints", 2, example=8)
-        v.int_in(probe.samples, where + "latent_probe.samples", 2, example=16)
-        v.int_in(probe.steps, where + "latent_probe.steps", 1, example=10)
+        _prefixed(lambda: build_options(ProbeSettings, ev.latent_probe, where + "latent_probe"), src)
 
 
 def check_seeds(raw: list, src: str) -> tuple[int, ...]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ldbench import validate as v
 from ldbench.drift import NO_DRIFT, Drift, initial_latents
 
 PROBE_SEED_OFFSET = 7_919  # the probe's noise: its own seed, never the training generator's
@@ -39,6 +40,13 @@ class ProbeSettings:
     checkpoints: int = 8
     samples: int = 16
     steps: int = 10
+
+    def __post_init__(self) -> None:
+        # the stability metric needs 2 checkpoints in the second half of training and 2 samples for its CI
+        where = "evaluation.latent_probe."
+        v.int_in(self.checkpoints, where + "checkpoints", 2, example=8)
+        v.int_in(self.samples, where + "samples", 2, example=16)
+        v.int_in(self.steps, where + "steps", 1, example=10)
 
     def at(self, total_steps: int) -> list[int]:
         """The optimizer steps probed (after that many updates): 0, ..., total_steps."""

@@ -154,12 +154,12 @@ def _finetune_seconds(spec: Component, costs: Costs, probe) -> float:
     samples = opts.batch_size * opts.gradient_accumulation_steps  # samples per optimizer step
     prepare = getattr(method, "prepare_image_steps", None)
     extra = costs.generate_fixed + prepare(opts) * costs.image_step if prepare is not None else 0.0
+    extra += _probe_seconds(costs, probe)
     measured = dict(costs.finetune_step_by_method)
     if spec.name in measured:  # measured with the method's own batch make-up (DreamBooth's prior included)
-        return costs.finetune_fixed + measured[spec.name] * opts.steps * samples / costs.finetune_batch + extra + (
-            _probe_seconds(costs, probe))
+        return costs.finetune_fixed + measured[spec.name] * opts.steps * samples / costs.finetune_batch + extra
     factor = getattr(method, "batch_factor", 1)
-    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * factor / 16 + extra + _probe_seconds(costs, probe)
+    return costs.finetune_fixed + costs.finetune_step * opts.steps * samples * factor / 16 + extra
 
 
 def _probe_seconds(costs: Costs, p) -> float:
