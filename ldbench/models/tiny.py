@@ -80,8 +80,9 @@ def write_char_tokenizer(directory: Path):
     )
 
 
-def build_components(tokenizer_dir: Path, seed: int = 0, vae_width: int = 16) -> Components:
-    """Untrained diffusers components of the tiny model, initialised from `seed`."""
+def build_components(tokenizer_dir: Path, seed: int = 0, vae_width: int = 16, latent_channels: int = 4) -> Components:
+    """Untrained diffusers components of the tiny model, initialised from `seed`. `latent_channels`: 4 as in
+    Stable Diffusion v1 (the shipped model); benchmarks/autoencoder_capacity.py measures what more would buy."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -107,14 +108,14 @@ def build_components(tokenizer_dir: Path, seed: int = 0, vae_width: int = 16) ->
         up_block_types=("UpDecoderBlock2D",) * 3,
         block_out_channels=(vae_width, 2 * vae_width, 2 * vae_width),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=8,
         sample_size=IMAGE_SIZE,
     )
     unet = UNet2DConditionModel(
         sample_size=IMAGE_SIZE // 4,
-        in_channels=4,
-        out_channels=4,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
         layers_per_block=1,
         # Cross-attention only at the 8x8 level: 2x faster on CPU than at 16x16, same conditioning.
         block_out_channels=(32, 64),

@@ -66,3 +66,21 @@ def test_suite_runs_on_a_user_supplied_pipeline(saved_pipeline, tmp_path):
     for r in result.records:  # the cell's, the autoencoder's and the fine-tune's records name the pipeline
         if r["method"] != "real":  # not the real held-out floor
             assert r["provenance"]["base_model_source"] == str(path.resolve())
+
+
+def test_a_model_with_more_latent_channels_samples_with_latent_drifting(tmp_path):
+    """Nothing assumes Stable Diffusion v1's four latent channels: an 8-channel model (the embedded recipe with
+    `latent_channels`, as benchmarks/autoencoder_capacity.py trains) encodes, samples drifted and decodes."""
+    from ldbench.drift import NO_DRIFT, Drift
+    from ldbench.models.sampling import decode_latents, encode_images, text_to_latents
+
+    parts = build_components(tmp_path / "tok", seed=3, latent_channels=8)
+    codes = encode_images(parts, torch.rand(2, 64, 64))
+    assert codes.shape == (2, 8, 16, 16)
+    drift = Drift(0.5, train="none", sample="init")
+    latents = text_to_latents(parts, parts.scheduler, ["brain mri"] * 2, drift, 2, 3.0,
+                              torch.Generator().manual_seed(0))
+    undrifted = text_to_latents(parts, parts.scheduler, ["brain mri"] * 2, NO_DRIFT, 2, 3.0,
+                                torch.Generator().manual_seed(0))
+    assert latents.shape == (2, 8, 16, 16) and not torch.equal(latents, undrifted)
+    assert decode_latents(parts, latents).shape == (2, 64, 64)

@@ -1,0 +1,121 @@
+"""What the embedded autoencoder's latent can carry: reconstruction PSNR of the embedded datasets' test splits
+for a given number of latent channels, against what ideal resolution losses score.
+
+    python benchmarks/autoencoder_capacity.py --latent-channels 16 [--train-on natural] [--steps 4000] [--threads 2]
+
+Trains an autoencoder exactly as the embedded base model's pretraining does (ldbench.models.tiny: the same
+natural-image crops, width, batch, steps, one-cycle learning rate and seed; only the number of latent channels
+differs, or with `--train-on DATASET` the images it learns from: that dataset's train split instead of the
+photos) and scores the synth-brain and synth-cxr test splits through it as the run's `autoencoder` stage does
+(encoder mean, decoder, mean of the RGB channels; PSNR and SSIM per image, mean with a 95% bootstrap CI). The
+table also shows:
+
+- the shipped autoencoder (4 channels), loaded, not trained;
+- the test images with only what a lower resolution keeps: bicubic 2x down and up again (32 x 32 = 1024
+  numbers per grey image, as many as 16 x 16 x 4 latents carry), and Gaussian blurs of 0.5, 0.7 and 1 px.
+
+`--latent-channels 4` retrains the shipped recipe itself (same seed and thread count as
+`ldbench pretrain-embedded`); 0 skips training and prints only the references. About 25 min per 4000 steps on
+2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+
+from ldbench.data import create_dataset
+from ldbench.metrics.counterfactual_scores import image_similarity
+from ldbench.metrics.significance import mean_with_ci
+from ldbench.models import embedded_weights
+from ldbench.models.components import Components
+from ldbench.models.sampling import decode_latents, encode_images
+from ldbench.models.tiny import TinyModelConfig, _pretrain_autoencoder, build_components, natural_crops
+
+DATASETS = ("synth-brain", "synth-cxr")
+BOOTSTRAP, SEED = 200, 0
+
+
+def test_images() -> dict[str, np.ndarray]:
+    return {name: np.asarray(create_dataset(name).prepare().table.split("test").images, dtype=np.float32)
+            for name in DATASETS}
+
+
+def trained_autoencoder(latent_channels: int, steps: int, train_on: str) -> tuple[Components, float]:
+    """The embedded pretraining's autoencoder stage (pretrain_components' draws, in its order) with
+    `latent_channels` channels, on the natural crops or a dataset's train split: (components, seconds)."""
+    config = TinyModelConfig(vae_steps=steps)
+    torch.manual_seed(config.seed)
+    with tempfile.TemporaryDirectory() as tok:
+        parts = build_components(Path(tok), seed=config.seed, vae_width=config.vae_width,
+                                 latent_channels=latent_channels)
+    images, _ = natural_crops(config.crops_per_image, config.image_size, config.seed)
+    if train_on != "natural":
+        gray = torch.from_numpy(np.asarray(create_dataset(train_on).prepare().table.split("train").images,
+                                           dtype=np.float32))
+        images = gray[:, None].repeat(1, 3, 1, 1) * 2 - 1  # as encode_images feeds a scan
+    gen = torch.Generator().manual_seed(config.seed)
+    start = time.perf_counter()
+    _pretrain_autoencoder(parts.vae, images, config, gen, quiet=False)
+    return parts, time.perf_counter() - start
+
+
+def shipped_autoencoder() -> Components:
+    with tempfile.TemporaryDirectory() as tok:
+        parts, _, _ = embedded_weights.load(Path(tok), TinyModelConfig())
+    return parts
+
+
+def reconstructed(parts: Components, images: np.ndarray) -> np.ndarray:
+    codes = encode_images(parts, torch.from_numpy(images))
+    return decode_latents(parts, codes).numpy()
+
+
+def resolution_references(images: np.ndarray) -> dict[str, np.ndarray]:
+    x = torch.from_numpy(images)[:, None].double()
+    small = F.interpolate(x, scale_factor=0.5, mode="bicubic", antialias=True)
+    refs = {"bicubic 2x down and up": F.interpolate(small, size=images.shape[-2:], mode="bicubic").clamp(0, 1)[:, 0]
+            .numpy()}
+    for sigma in (0.5, 0.7, 1.0):
+        refs[f"Gaussian blur {sigma} px"] = np.stack([gaussian_filter(im.astype(np.float64), sigma) for im in images])
+    return refs
+
+
+def scores(images: np.ndarray, other: np.ndarray) -> str:
+    s = image_similarity(other, images)
+    (psnr, psnr_ci), (ssim, _) = mean_with_ci(s["psnr"], BOOTSTRAP, SEED), mean_with_ci(s["ssim"], BOOTSTRAP, SEED)
+    return f"{psnr:.2f} [{psnr_ci[0]:.2f}, {psnr_ci[1]:.2f}] dB, SSIM {ssim:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latent-channels", type=int, default=8, help="0: only the references (default 8)")
+    parser.add_argument("--train-on", default="natural", choices=("natural", *DATASETS),
+                        help="the images the autoencoder learns from (default natural: the embedded pretraining's)")
+    parser.add_argument("--steps", type=int, default=TinyModelConfig().vae_steps)
+    parser.add_argument("--threads", type=int, default=embedded_weights.PRETRAIN_THREADS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tests = test_images()
+    rows = {"shipped autoencoder (4 channels)": shipped_autoencoder()}
+    if args.latent_channels:
+        parts, seconds = trained_autoencoder(args.latent_channels, args.steps, args.train_on)
+        rows[f"{args.latent_channels} channels, {args.steps} steps on {args.train_on} ({seconds:.0f} s)"] = parts
+    print(f"| reconstruction | {' | '.join(f'{name} (n = {len(im)})' for name, im in tests.items())} |")
+    print("|---|" + "---|" * len(tests))
+    for label, parts in rows.items():
+        print(f"| {label} | {' | '.join(scores(im, reconstructed(parts, im)) for im in tests.values())} |")
+    references = {name: resolution_references(im) for name, im in tests.items()}
+    for label in next(iter(references.values())):
+        print(f"| {label} | {' | '.join(scores(im, references[n][label]) for n, im in tests.items())} |")
+
+
+if __name__ == "__main__":
+    main()
