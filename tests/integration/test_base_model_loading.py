@@ -69,8 +69,8 @@ def test_suite_runs_on_a_user_supplied_pipeline(saved_pipeline, tmp_path):
 
 
 def test_a_model_with_more_latent_channels_samples_with_latent_drifting(tmp_path):
-    """Nothing assumes Stable Diffusion v1's four latent channels: an 8-channel model (the embedded recipe with
-    `latent_channels`, as benchmarks/autoencoder_capacity.py trains) encodes, samples drifted and decodes."""
+    """Encoding, sampling, Latent Drifting and decoding assume no number of latent channels: an 8-channel model
+    (the embedded recipe with `latent_channels`, as benchmarks/autoencoder_capacity.py trains) runs them all."""
     from ldbench.drift import NO_DRIFT, Drift
     from ldbench.models.sampling import decode_latents, encode_images, text_to_latents
 
