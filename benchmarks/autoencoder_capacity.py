@@ -5,8 +5,8 @@ for a given number of latent channels, against what ideal resolution losses scor
 
 Trains an autoencoder exactly as the embedded base model's pretraining does (ldbench.models.tiny: the same
 natural-image crops, width, batch, steps, one-cycle learning rate and seed; only the number of latent channels
-differs, or with `--train-on DATASET` the images it learns from: that dataset's train split instead of the
-photos) and scores the synth-brain and synth-cxr test splits through it as the run's `autoencoder` stage does
+differs, or with `--train-on` the images it learns from: a dataset's train split instead of the photos, or
+`natural-all`, the photos and the four others that installed packages carry) and scores the synth-brain and synth-cxr test splits through it as the run's `autoencoder` stage does
 (encoder mean, decoder, mean of the RGB channels; PSNR and SSIM per image, mean with a 95% bootstrap CI). The
 table also shows:
 
@@ -37,7 +37,14 @@ from ldbench.metrics.significance import mean_with_ci
 from ldbench.models import embedded_weights
 from ldbench.models.components import Components
 from ldbench.models.sampling import decode_latents, encode_images
-from ldbench.models.tiny import TinyModelConfig, _pretrain_autoencoder, build_components, natural_crops
+from ldbench.models.tiny import (
+    TinyModelConfig,
+    _pretrain_autoencoder,
+    _to_rgb01,
+    build_components,
+    natural_crops,
+    natural_images,
+)
 
 DATASETS = ("synth-brain", "synth-cxr")
 BOOTSTRAP, SEED = 200, 0
@@ -48,6 +55,18 @@ def test_images() -> dict[str, np.ndarray]:
             for name in DATASETS}
 
 
+def other_packaged_photos() -> list[tuple[str, np.ndarray]]:
+    """The photographs installed packages carry that the embedded pretraining does not use: scikit-image's
+    stereo motorcycle (left view), clock and text, matplotlib's sample photograph."""
+    import matplotlib
+    import skimage.data as skd
+    import skimage.io
+
+    hopper = skimage.io.imread(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    photos = {"motorcycle": skd.stereo_motorcycle()[0], "clock": skd.clock(), "text": skd.text(), "grace hopper": hopper}
+    return [(name, _to_rgb01(np.asarray(image))) for name, image in photos.items()]
+
+
 def trained_autoencoder(latent_channels: int, steps: int, train_on: str) -> tuple[Components, float]:
     """The embedded pretraining's autoencoder stage (pretrain_components' draws, in its order) with
     `latent_channels` channels, on the natural crops or a dataset's train split: (components, seconds)."""
@@ -56,8 +75,9 @@ def trained_autoencoder(latent_channels: int, steps: int, train_on: str) -> tupl
     with tempfile.TemporaryDirectory() as tok:
         parts = build_components(Path(tok), seed=config.seed, vae_width=config.vae_width,
                                  latent_channels=latent_channels)
-    images, _ = natural_crops(config.crops_per_image, config.image_size, config.seed)
-    if train_on != "natural":
+    photos = natural_images() + (other_packaged_photos() if train_on == "natural-all" else [])
+    images, _ = natural_crops(config.crops_per_image, config.image_size, config.seed, photos)
+    if train_on in DATASETS:
         gray = torch.from_numpy(np.asarray(create_dataset(train_on).prepare().table.split("train").images,
                                            dtype=np.float32))
         images = gray[:, None].repeat(1, 3, 1, 1) * 2 - 1  # as encode_images feeds a scan
@@ -97,8 +117,10 @@ def scores(images: np.ndarray, other: np.ndarray) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latent-channels", type=int, default=8, help="0: only the references (default 8)")
-    parser.add_argument("--train-on", default="natural", choices=("natural", *DATASETS),
-                        help="the images the autoencoder learns from (default natural: the embedded pretraining's)")
+    parser.add_argument("--train-on", default="natural", choices=("natural", "natural-all", *DATASETS),
+                        help="the images the autoencoder learns from: natural (default), the embedded pretraining's "
+                             "photos; natural-all, those and the 4 other photos installed packages carry; a "
+                             "dataset's train split")
     parser.add_argument("--steps", type=int, default=TinyModelConfig().vae_steps)
     parser.add_argument("--threads", type=int, default=embedded_weights.PRETRAIN_THREADS)
     args = parser.parse_args()

@@ -171,11 +171,12 @@ def _to_rgb01(img: np.ndarray) -> np.ndarray:
     return np.clip(img[..., :3], 0.0, 1.0)
 
 
-def natural_crops(n_per_image: int, size: int, seed: int) -> tuple[torch.Tensor, list[str]]:
-    """Random crops at random scales, resized to `size`: (N, 3, size, size) in [-1, 1] and captions."""
+def natural_crops(n_per_image: int, size: int, seed: int, photos=None) -> tuple[torch.Tensor, list[str]]:
+    """Random crops at random scales of `photos` (default: natural_images()), resized to `size`:
+    (N, 3, size, size) in [-1, 1] and captions."""
     rng = np.random.default_rng(seed)
     crops, captions = [], []
-    for name, img in natural_images():
+    for name, img in natural_images() if photos is None else photos:
         t = torch.from_numpy(img).permute(2, 0, 1)[None]
         h, w = t.shape[-2:]
         for _ in range(n_per_image):
