@@ -75,12 +75,13 @@ def trained_autoencoder(latent_channels: int, steps: int, train_on: str) -> tupl
     with tempfile.TemporaryDirectory() as tok:
         parts = build_components(Path(tok), seed=config.seed, vae_width=config.vae_width,
                                  latent_channels=latent_channels)
-    photos = natural_images() + (other_packaged_photos() if train_on == "natural-all" else [])
-    images, _ = natural_crops(config.crops_per_image, config.image_size, config.seed, photos)
     if train_on in DATASETS:
         gray = torch.from_numpy(np.asarray(create_dataset(train_on).prepare().table.split("train").images,
                                            dtype=np.float32))
         images = gray[:, None].repeat(1, 3, 1, 1) * 2 - 1  # as encode_images feeds a scan
+    else:  # the crops draw from their own generator, so the training draws are the same either way
+        photos = natural_images() + (other_packaged_photos() if train_on == "natural-all" else [])
+        images, _ = natural_crops(config.crops_per_image, config.image_size, config.seed, photos)
     gen = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
     _pretrain_autoencoder(parts.vae, images, config, gen, quiet=False)

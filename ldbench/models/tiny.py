@@ -82,7 +82,7 @@ def write_char_tokenizer(directory: Path):
 
 def build_components(tokenizer_dir: Path, seed: int = 0, vae_width: int = 16, latent_channels: int = 4) -> Components:
     """Untrained diffusers components of the tiny model, initialised from `seed`. `latent_channels`: 4 as in
-    Stable Diffusion v1 (the shipped model); benchmarks/autoencoder_capacity.py measures what more would buy."""
+    Stable Diffusion v1 (the shipped model); benchmarks/autoencoder_capacity.py measures what more buy (little)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
