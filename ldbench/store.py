@@ -50,6 +50,9 @@ class Store:
         # read_only: a missing entry is an error instead of a build (`ldbench report` re-renders from the
         # cache and must never quietly recompute a number).
         self.read_only = read_only
+        # Called before this store's first build, then dropped: checks too costly for a run whose every stage
+        # is cached (ldbench.runner.run's preflight), which a cold run still passes before any work.
+        self.before_first_build: Callable[[], None] | None = None
 
     def key(self, stage: str, version: str, config: object, upstream: list[str]) -> str:
         payload = {"stage": stage, "version": version, "config": config, "upstream": sorted(upstream)}
@@ -78,6 +81,9 @@ class Store:
             if self.read_only:
                 raise UserError(f"the cache {self.root} has no {stage} entry {key[:12]} for this run; "
                                 "rerun it with `ldbench run` (same suite and --cache-dir)")
+            if self.before_first_build is not None:
+                self.before_first_build()
+                self.before_first_build = None
             # Leftovers of a build of this key killed mid-way (we hold its lock, so none is running).
             for stale in (self.root / stage).glob(f".tmp-{key}-*"):
                 shutil.rmtree(stale, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Load-time checks of a whole suite: every evaluation option, seed and component option is checked when
-the suite is loaded (ldbench.config.parse_suite), so a bad value is one line before any work starts."""
+the suite is loaded (ldbench.config.parse_suite), so a bad value is one line before any work starts. The few
+checks that need heavy imports (`check_before_building`) wait until a run is about to build its first stage."""
 
 from __future__ import annotations
 
@@ -49,6 +50,24 @@ def check_evaluation(ev, src: str) -> None:
         from ldbench.models.probe import ProbeSettings
 
         _prefixed(lambda: build_options(ProbeSettings, ev.latent_probe, where + "latent_probe"), src)
+
+
+def check_before_building(suite: Suite, extractors: dict) -> None:
+    """Whether timm knows the classifier's model name, and each extractor's network with its weights. Both need
+    imports that cost seconds (timm and torch-fidelity import torchvision, which imports torch._dynamo: about
+    3 s on 2 cores), so a run makes these checks before its first build (Store.before_first_build): a run whose
+    every stage is cached skips them, and any other fails on them before any work."""
+    if suite.evaluation.classifier:
+        from ldbench.classify.models import ClassifierOptions, check_model_name
+        from ldbench.config import build_options
+
+        where = f"suite {suite.name}: evaluation.classifier"
+        _prefixed(lambda: check_model_name(build_options(ClassifierOptions, suite.evaluation.classifier, where).model),
+                  where)
+    for extractor in extractors.values():
+        load = getattr(extractor, "load", None)  # extractors that defer their network (Inception) have one
+        if load is not None:
+            load()
 
 
 def check_seeds(raw: list, src: str) -> tuple[int, ...]:

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
@@ -30,18 +29,26 @@ MEAN, STD = 0.5, 0.5  # input normalisation of every classifier: [0, 1] -> [-1, 
 TASKS = ("binary", "regression")
 
 
+def _timm():
+    """timm, imported on first use: it imports torchvision, which imports torch._dynamo (about 3 s on 2 cores),
+    and a run whose every stage is cached never builds a classifier."""
+    import timm
+
+    return timm
+
+
 def _close_timm_names(name: str, n: int = 5) -> list[str]:
     """A few timm names close to `name`, for the error message of a typo."""
-    names = timm.list_models()
+    names = _timm().list_models()
     close = difflib.get_close_matches(name, names, n=n, cutoff=0.6)
     if not close:
-        close = timm.list_models(f"*{name}*")[:n]
+        close = _timm().list_models(f"*{name}*")[:n]
     return close
 
 
 def check_model_name(name: str) -> str:
     """`name` if timm knows it, else a UserError suggesting close timm names."""
-    if not isinstance(name, str) or not name or not timm.is_model(name):
+    if not isinstance(name, str) or not name or not _timm().is_model(name):
         close = _close_timm_names(name) if isinstance(name, str) and name else []
         hint = f" close timm names: {', '.join(close)}" if close else " see timm.list_models()"
         raise UserError(f"unknown classifier model {name!r}; give a timm model name;{hint}")
@@ -62,7 +69,9 @@ def _check_real(value: object, what: str, positive: bool) -> None:
 
 @dataclass(frozen=True)
 class ClassifierOptions:
-    """How a classifier is built and trained. Checked on creation so bad config fails before work starts.
+    """How a classifier is built and trained. The values are checked on creation, so bad config fails before
+    work starts; whether timm knows the model's name is checked by `check_model_name`, which a run calls
+    before it builds its first stage (ldbench.runner.run) and `create_model` calls again.
 
     `epochs=0` is allowed: it evaluates the initial (e.g. pretrained) weights. `batch_size` is at
     least 2 because BatchNorm cannot train on a single sample.
@@ -79,7 +88,8 @@ class ClassifierOptions:
     augment: bool = True
 
     def __post_init__(self) -> None:
-        check_model_name(self.model)
+        if not isinstance(self.model, str) or not self.model:
+            raise UserError(f"classifier model must be a timm model name, got {self.model!r}")
         _check_int(self.epochs, "epochs", 0)
         _check_int(self.batch_size, "batch_size", 2)  # BatchNorm needs 2 samples per batch
         _check_real(self.lr, "lr", positive=True)
@@ -116,7 +126,7 @@ def load_pretrained_weights(model: nn.Module, path: str) -> None:
         )
     try:
         # handles .safetensors by suffix, torch files with weights_only=True, and wrapped checkpoints
-        state = dict(timm.models.load_state_dict(str(file), weights_only=True))
+        state = dict(_timm().models.load_state_dict(str(file), weights_only=True))
     except Exception as exc:  # noqa: BLE001  (any failure to read means: not a usable checkpoint)
         raise UserError(
             f"classifier pretrained_weights {path!r}: not a readable checkpoint ({type(exc).__name__}: {exc}); "
@@ -130,7 +140,7 @@ def load_pretrained_weights(model: nn.Module, path: str) -> None:
     for name in first_convs:
         key = f"{name}.weight"
         if key in state and key in own and state[key].ndim == 4 and state[key].shape[1] != own[key].shape[1]:
-            state[key] = timm.models.adapt_input_conv(own[key].shape[1], state[key])
+            state[key] = _timm().models.adapt_input_conv(own[key].shape[1], state[key])
     dropped = set()
     for name in heads:
         for key in (f"{name}.weight", f"{name}.bias"):
@@ -155,7 +165,7 @@ def load_pretrained_weights(model: nn.Module, path: str) -> None:
 
 def has_fixed_input_size(name: str) -> bool:
     """Whether timm builds `name` for one input size only (e.g. ViTs): it then gets `img_size`."""
-    return bool(timm.get_pretrained_cfg_value(name, "fixed_input_size"))
+    return bool(_timm().get_pretrained_cfg_value(name, "fixed_input_size"))
 
 
 def create_model(
@@ -171,7 +181,7 @@ def create_model(
     if has_fixed_input_size(name):
         kwargs["img_size"] = tuple(int(s) for s in image_shape)
     try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        model = _timm().create_model(name, pretrained=False, **kwargs)
     except Exception as exc:  # noqa: BLE001  (timm raises many types for unsupported combinations)
         raise UserError(
             f"classifier model {name!r} cannot be built for 1-channel {image_shape[0]}x{image_shape[1]} images "

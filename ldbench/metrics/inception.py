@@ -194,28 +194,46 @@ class InceptionExtractor:
         allow_unverified: bool = False,
         device: str | None = None,
     ) -> None:
+        # Which weights, and whether they may be used, is settled here: a missing package or file, or a file of
+        # another hash, fails at once. The network is built on first use (`load`): that imports torch-fidelity
+        # and with it torchvision (about 2.5 s on 2 cores), which a run whose every stage is cached never needs.
         path = resolve_inception_path(weights_path)
+        self.device = torch.device(device or "cpu")
+        self._model: torch.nn.Module | None = None
         if path is None:
-            model = torch_fidelity_inception()  # built without weights; the verified ones are loaded below
-            shapes = {k: v.shape for k, v in model.state_dict().items()}
-            state, path, self.weights_origin = fid_helper_state(shapes)
+            self._state = None  # read from the cache, or mapped from the TorchScript, by `load`
+            self.weights_path, self._origin = FID_HELPER.locate(), ""
             self.name, self.fingerprint, self.weights_source = "inception", FID_HELPER_SHA256, FID_HELPER_SOURCE
         else:
-            state, self.fingerprint = _pth_state(path, allow_unverified)  # file errors before any building
-            model = torch_fidelity_inception()
+            self._state, self.fingerprint = _pth_state(path, allow_unverified)
+            self.weights_path, self._origin = path, "pth"
             verified = self.fingerprint == INCEPTION_SHA256
             self.name = "inception" if verified else "inception-unverified"
             self.weights_source = INCEPTION_PTH_SOURCE if verified else f"unverified file {path.name}"
-            self.weights_origin = "pth"
+
+    @property
+    def weights_origin(self) -> str:
+        """Where the tensors came from: "pth" (a given file), "cache" or "mapped" (the default weights)."""
+        self.load()
+        return self._origin
+
+    def load(self) -> InceptionExtractor:
+        """Build the network with its weights, once: on first extraction, or when a run checks before its first build."""
+        if self._model is not None:
+            return self
+        model = torch_fidelity_inception()  # built without weights; the checked ones are loaded below
+        state = self._state
+        if state is None:
+            shapes = {k: v.shape for k, v in model.state_dict().items()}
+            state, _, self._origin = fid_helper_state(shapes)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
-            raise UserError(f"{path}: not torch-fidelity Inception-v3 weights ({first})") from None
-        del state
-        self.weights_path = path
-        self.device = torch.device(device or "cpu")
+            raise UserError(f"{self.weights_path}: not torch-fidelity Inception-v3 weights ({first})") from None
+        self._state = None
         self._setup(model.eval())
+        return self
 
     def _setup(self, model: torch.nn.Module) -> None:
         # Gray input is the same image in R, G and B. The resize acts per channel, and a convolution of three
@@ -246,13 +264,13 @@ class InceptionExtractor:
         (N, 1, H, W) uint8 images taken as RGB with three equal channels."""
         from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-        size = (self._model.INPUT_IMAGE_SIZE,) * 2
+        size = (self.load()._model.INPUT_IMAGE_SIZE,) * 2
         return self._trunk(interpolate_bilinear_2d_like_tensorflow1x(u8.float(), size=size, align_corners=False))
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         """Pool3 features of gray float images already 299 x 299 in [0, 255] (torch-fidelity's own forward only
         takes uint8 RGB and always resizes), through the one-channel stem."""
-        m = self._model
+        m = self.load()._model
         x = torch.relu(self._stem_gray((x - 128) / 128))  # the stem's BatchNorm is folded into it
         for layer in ("Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2",
                       "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",

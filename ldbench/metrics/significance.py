@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
-from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score
 
 from ldbench.errors import UserError
 from ldbench.metrics.intervals import one_blas_thread
@@ -137,6 +135,9 @@ def binary_auc(y_true: np.ndarray, score: np.ndarray) -> float:
     s = _as_vector(score, "scores")
     if len(s) != len(y):
         raise ValueError(f"labels ({len(y)}) and scores ({len(s)}) differ in length")
+    # imported where used: scikit-learn costs about 1.9 s, and a run whose every stage is cached computes no AUC
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, s))
 
 
@@ -145,6 +146,8 @@ def _auc_from_split(pos: np.ndarray, neg: np.ndarray) -> float:
 
     Same number as `roc_auc_score`, computed with one sort: the bootstrap calls it thousands of times.
     """
+    from scipy.stats import rankdata  # where used, like roc_auc_score
+
     m, n = len(pos), len(neg)
     ranks = rankdata(np.concatenate([pos, neg]))
     return float((ranks[:m].sum() - m * (m + 1) / 2.0) / (m * n))
@@ -185,6 +188,8 @@ def _delong_components(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np
     beats, ties one half) and v_neg (k, n) = share of positives that beat each negative. Midranks
     give these in O((m + n) log(m + n)) instead of DeLong's O(m n) pairwise comparisons.
     """
+    from scipy.stats import rankdata  # where used, like roc_auc_score
+
     k, m = pos.shape
     n = neg.shape[1]
     aucs = np.empty(k)

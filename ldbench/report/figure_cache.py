@@ -61,11 +61,10 @@ def _update(h, value) -> None:
 
 @functools.cache
 def _drawing_code() -> bytes:
-    import matplotlib
-    import seaborn
+    from importlib.metadata import version  # the installed versions, without importing them (about 2 s)
 
     plots_source = (Path(__file__).parent / "plots.py").read_bytes()
-    return plots_source + f"matplotlib {matplotlib.__version__} seaborn {seaborn.__version__}".encode()
+    return plots_source + f"matplotlib {version('matplotlib')} seaborn {version('seaborn')}".encode()
 
 
 def figure_key(name: str, args: tuple, kwargs: dict) -> str:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from ldbench.report.figure_cache import kept
 
-from ldbench.report.figure_cache import kept  # noqa: E402
+
+def _plotting():
+    """(pyplot, seaborn), imported at the first drawing: with pandas they cost about 2 s on 2 cores, and a run
+    whose figures are all kept (ldbench.report.figure_cache) draws none."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display is ever needed
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    return plt, sns
 
 
 def _png(fig, tight: bool = True) -> bytes:
     """The figure as PNG bytes, cropped to what was drawn unless `tight` is False (a figure laid out with
     fixed margins, which keep everything inside it)."""
+    plt, _ = _plotting()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight" if tight else None)
     plt.close(fig)
@@ -28,6 +35,9 @@ def _png(fig, tight: bool = True) -> bytes:
 def channel_distributions(groups: dict[str, np.ndarray], max_values: int = 20000, seed: int = 0) -> bytes:
     """One panel per latent channel: the distribution of latent values of each group (the paper's
     channel-wise latent distribution figure). `groups`: label -> latents (N, C, h, w)."""
+    import pandas as pd
+
+    _, sns = _plotting()
     rng = np.random.default_rng(seed)
     rows = []
     n_channels = next(iter(groups.values())).shape[1]
@@ -53,6 +63,7 @@ def channel_distributions(groups: dict[str, np.ndarray], max_values: int = 20000
 @kept
 def sample_grid(rows: list[tuple[str, list[np.ndarray]]], columns: list[str]) -> bytes:
     """A grid of gray images: one row per label, one column per entry (difference maps in a diverging map)."""
+    plt, _ = _plotting()
     n_rows, n_cols = len(rows), len(columns)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.6 * n_rows), squeeze=False)
     for r, (label, images) in enumerate(rows):
@@ -82,6 +93,7 @@ def sweep_curves(series: dict[str, dict[str, list[tuple[float, float, tuple[floa
     Error bars are the records' bootstrap 95% CIs, so a reader sees at once whether a δ step moves a
     metric by more than its own sampling noise.
     """
+    _, sns = _plotting()
     if not series:
         raise ValueError("sweep_curves needs at least one metric")
     metric_labels = metric_labels or {}
@@ -129,6 +141,7 @@ _GAP_W, _GAP_H = 0.7, 0.75
 
 def _panel_grid(n_rows: int, n_cols: int):
     """A figure of n_rows x n_cols panels of fixed size, with room for titles, ticks and a legend below."""
+    plt, _ = _plotting()
     width = _LEFT + _RIGHT + n_cols * _PANEL_W + (n_cols - 1) * _GAP_W
     height = _TOP + _BOTTOM + _LEGEND + n_rows * _PANEL_H + (n_rows - 1) * _GAP_H
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False)
@@ -145,6 +158,7 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], metric_labels: 
     `curves`: metric -> (y_true in {0, 1}, score). A metric whose labels hold a single class has no ROC
     curve; it is listed in the legend as undefined instead of being silently dropped.
     """
+    plt, sns = _plotting()
     from sklearn.metrics import roc_auc_score, roc_curve
 
     metric_labels = metric_labels or {}
@@ -176,6 +190,7 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], metric_labels: 
 @kept
 def validation_figure_png(result: dict) -> bytes:
     """Distance against level, one panel per disturbance, with the real held-out floor as a dashed line."""
+    plt, sns = _plotting()
     from ldbench.metrics.validation import verdict
 
     items = list(result["disturbances"].items())
@@ -205,6 +220,7 @@ def validation_figure_png(result: dict) -> bytes:
 def loss_curves(series: dict[str, list[float]], window: int = 20, title: str = "") -> bytes:
     """Training loss per optimizer step of the fine-tunes of one dataset × method, one colour per training
     drift: each step's loss (thin) and its moving average over `window` steps (thick)."""
+    plt, sns = _plotting()
     if not series:
         raise ValueError("loss_curves: no series")
     fig, ax = plt.subplots(figsize=(5.0, 3.0))
@@ -234,6 +250,7 @@ def latent_checkpoints(series: dict[str, dict], reference: tuple | None = None, 
     """Each latent channel's mean (top row) and std (bottom row) over generated samples and pixels at each
     checkpoint of the fine-tunes of one dataset × method, one colour per training drift (`series`: label ->
     the probe's arrays); `reference` = (mean (C,), std (C,)) of the real test latents, dashed."""
+    plt, sns = _plotting()
     from ldbench.metrics.latent_stability import channel_summary
 
     if not series:

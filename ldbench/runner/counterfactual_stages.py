@@ -47,8 +47,6 @@ def build_oracle(rt, node, up: dict) -> Artifact:
     """An oracle for one attribute: `evaluation.oracle_members` timm classifiers (binary) or regressors
     trained on the real train split (best epoch on val), each from its own seed (ldbench.classify.oracle),
     scored on the real test split so their accuracy is on record."""
-    from ldbench.classify.oracle import Oracle, read, train_oracle
-
     ctx, data_art, evaluation = rt.ctx, up["dataset"], rt.evaluation
     attribute, seed = node["attribute"], node["seed"]
 
@@ -57,6 +55,9 @@ def build_oracle(rt, node, up: dict) -> Artifact:
               "members": evaluation.oracle_members, "bootstrap": evaluation.bootstrap}
 
     def build(tmp: Path) -> dict:
+        # imported to build only: it imports scikit-learn (about 1.9 s), which a cached oracle does not need
+        from ldbench.classify.oracle import Oracle, read, train_oracle
+
         table = stages.load_table(data_art)
         if attribute not in table.attributes:
             raise UserError(f"oracle: the dataset has no attribute {attribute!r}; it has "

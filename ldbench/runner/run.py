@@ -25,7 +25,7 @@ from ldbench.runner.pipeline import RunFacts, base_node
 from ldbench.runner.provenance import base_model_provenance, environment, new_run_id
 from ldbench.runner.training_records import training_records
 from ldbench.store import Artifact, Store
-from ldbench.suite_checks import check_table_for_suite
+from ldbench.suite_checks import check_before_building, check_table_for_suite
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ def run_suite(suite: Suite, opts: RunOptions) -> RunResult:
         store.key_extra = key_fields(opts.cache_device, opts.precision)
     ctx = stages.context(store, opts.quiet, opts.device, opts.precision)
     extractors = make_extractors(suite, opts)  # fails early (missing weights) before any training
+    store.before_first_build = lambda: check_before_building(suite, extractors)
     cells = suite.cells()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     with open(opts.out_dir / "events.jsonl", "w") as events:  # one run's events (its run id in each)
@@ -255,6 +256,7 @@ def run_cell(suite: Suite, opts: RunOptions, shared: Shared, planned_cell: tuple
     if rt is None:  # a worker: its own store handle on the shared cache directory, the driver's threads
         ctx, opts, env = _worker_context(opts, shared)
         extractors = make_extractors(suite, opts, reuse=True)  # built once per worker process and configuration
+        ctx.store.before_first_build = lambda: check_before_building(suite, extractors)
         rt = Runtime(ctx, _planned_suite(suite, opts), extractors, results=dict(shared.results))
     first_event = len(rt.ctx.store.events)
     execute(rt, nodes)

@@ -69,13 +69,13 @@ def _protocol_options(ctx, evaluation: Evaluation):
 def build_real_classifier(rt, node, up: dict) -> Artifact:
     """The AUC protocol's real arm (trained on the real train split, scored on the real test split): the
     same for every cell, so trained once per dataset, label, classifier options and seed."""
-    from ldbench.classify import real_arm
-
     ctx, dataset, data_art, evaluation, seed = rt.ctx, rt.dataset(node["dataset"]), up["dataset"], rt.evaluation, node["seed"]
     options = classifier_options(evaluation)
     config = _protocol_key(evaluation, seed)
 
     def build(tmp: Path) -> dict:
+        from ldbench.classify import real_arm  # imports scikit-learn and timm: only to build
+
         label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
         arm = real_arm((train.images, y_train), (test.images, y_test), options, seed,
                        _protocol_options(ctx, evaluation))
@@ -91,14 +91,14 @@ def build_utility(rt, node, up: dict) -> Artifact:
     each tested on the real test split. The generated training images are the editor's outputs for the
     train split (never the test split: no test information reaches training), labelled with their
     intended attribute."""
-    from ldbench.classify import utility_protocol
-
     ctx, data_art, gen_train, real_arm = rt.ctx, up["dataset"], up["generate"], up["classifier"]
     dataset, evaluation, seed = rt.dataset(node.up("dataset")["dataset"]), rt.evaluation, node["seed"]
     options = classifier_options(evaluation)
     config = _protocol_key(evaluation, seed)
 
     def build(tmp: Path) -> dict:
+        from ldbench.classify import utility_protocol  # like real_arm
+
         label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
         plan = stages.load_plan(gen_train)
         synth_images = stages.load_generated(gen_train)["images"]

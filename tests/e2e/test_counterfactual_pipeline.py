@@ -3,6 +3,8 @@ the AUC protocol, and LD-minus-no-LD effects; a rerun is all cache hits."""
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -128,3 +130,19 @@ def test_rerun_is_all_cache_hits(cf_run):
     second = run_suite(suite, opts)
     assert all(e["cached"] for e in second.store_events)
     assert [(r["metric"], r["value"]) for r in first.records] == [(r["metric"], r["value"]) for r in second.records]
+
+
+def test_a_cached_rerun_in_a_new_process_imports_only_what_reading_needs(cf_run, tmp_path):
+    """A rerun whose every stage is cached, started as a user starts it, gives the same numbers without importing
+    what only building needs: timm and torchvision (checked before a run's first build), scikit-learn,
+    matplotlib (its figures are kept too), diffusers: about 9 s of imports on 2 cores."""
+    _, opts, first = cf_run
+    args = ["run", "--suite", "counterfactual", "--cache-dir", str(opts.cache_dir), "--out", str(tmp_path / "out"),
+            "--quiet", *[a for o in TOY for a in ("--set", o)]]
+    heavy = ("timm", "torchvision", "torch_fidelity", "sklearn", "matplotlib", "diffusers")
+    code = (f"import sys; from ldbench.cli import main; code = main(sys.argv[1:]); "
+            f"print(code, [m for m in {heavy!r} if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert r.stdout.strip().splitlines()[-1] == "0 []", (r.stdout, r.stderr)
+    again = json.loads((tmp_path / "out" / "results.json").read_text())["records"]
+    assert [(x["metric"], x["value"]) for x in again] == [(x["metric"], x["value"]) for x in first.records]

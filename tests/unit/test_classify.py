@@ -178,8 +178,10 @@ def test_bad_input_raises_user_error(tmp_path, data):
         train_classifier(x, y, "multiclass", FAST, seed=0, quiet=True)
     with pytest.raises(UserError, match=r"\[0, 1\]"):
         train_classifier(x * 255, y, "binary", FAST, seed=0, quiet=True)
-    with pytest.raises(UserError, match="resnet18"):
-        ClassifierOptions(model="resnet181")
+    with pytest.raises(UserError, match="resnet18"):  # the name is checked by timm when a model is built
+        create_model(ClassifierOptions(model="resnet181"), (32, 32))
+    with pytest.raises(UserError, match="model"):
+        ClassifierOptions(model="")
     with pytest.raises(UserError, match="epochs"):
         ClassifierOptions(epochs=-1)
     bad = tmp_path / "not_a_model.safetensors"

@@ -66,6 +66,8 @@ def _cases(root: Path) -> dict[str, list[str]]:
         "misspelled_method_option": run("--suite", "smoke", "--set", "methods=[{name: lora, options: {lora_rnak: 4}}]",
                                         tag="-opt"),
         "unknown_tracker": run("--suite", "smoke", "--log-with", "tensorbored", tag="-trk"),
+        "unknown_classifier": run("--suite", "smoke", "--set", "evaluation.classifier={model: resnet181}", "--quiet",
+                                  tag="-clf"),
         "missing_inception": run("--suite", "smoke", "--set", "evaluation.extractors=[inception]",
                                  "--inception-weights", str(root / "missing.pth"), tag="-inc1"),
         "wrong_hash_inception": run("--suite", "smoke", "--set", "evaluation.extractors=[inception]",
@@ -229,6 +231,15 @@ def test_misspelled_method_option_fails_at_load_naming_it_and_the_valid_keys(res
     assert_user_error(r, "methods[0] (lora)", "lora_rnak", "valid:", "lora_rank", "steps")
     assert not (results["_root"] / "cache-opt").exists() and not (results["_root"] / "out-opt").exists()
     assert list(r.workdir.iterdir()) == []  # no dataset, model or report work began
+
+
+def test_unknown_classifier_model_fails_before_the_first_stage_naming_close_names(results):
+    # checked when the run is about to build its first stage (timm's import costs seconds that a fully
+    # cached run skips), so nothing is built
+    r = results["unknown_classifier"]
+    assert_user_error(r, "suite smoke: evaluation.classifier", "resnet181", "close timm names", "resnet18")
+    cache = results["_root"] / "cache-clf"
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == []
 
 
 def test_unknown_tracker_fails_before_any_work(results):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,13 +123,29 @@ def test_altered_file_names_the_file_and_both_hashes(monkeypatch, tmp_path):
     monkeypatch.setattr(PackagedFile, "locate", lambda self: altered)
     monkeypatch.setenv("LDBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("LDBENCH_INCEPTION_WEIGHTS", raising=False)
+    extractor = create_extractor("inception-clean")  # the package is there: the file is read when built
     with pytest.raises(UserError) as exc:
-        create_extractor("inception-clean")
+        extractor.load()  # what a run calls before its first build, and features() before extracting
     text = _one_line(exc)
     import hashlib
 
     found = hashlib.sha256(altered.read_bytes()).hexdigest()
     assert str(altered) in text and inception.FID_HELPER_SHA256[:12] in text and found[:12] in text
+
+
+@real_inception
+def test_creating_the_default_extractor_reads_no_weights_and_imports_no_torchvision(tmp_path):
+    """A run whose every stage is cached creates its extractors but never extracts: creating one locates its
+    weights (a missing package fails there) and leaves torch-fidelity, and with it torchvision, unimported."""
+    code = ("import sys; from ldbench.metrics.extractor_base import create_extractor; "
+            "e = create_extractor('inception'); "
+            "print(e.name, e.fingerprint == e.describe()['fingerprint'], "
+            "[m for m in ('torch_fidelity', 'torchvision') if m in sys.modules])")
+    env = {**os.environ, "LDBENCH_CACHE_DIR": str(tmp_path)}
+    env.pop("LDBENCH_INCEPTION_WEIGHTS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["inception", "True", "[]"]
+    assert list(tmp_path.iterdir()) == []  # nothing mapped or cached yet
 
 
 # --- real weights: cache, description, equality with the TorchScript's forward --------------------------
@@ -147,7 +166,7 @@ def test_cache_is_written_then_read_and_a_corrupt_entry_is_rebuilt(monkeypatch, 
 
     with monkeypatch.context() as m:
         m.setattr(inception, "fid_helper_torchscript", from_source)
-        warm = create_extractor("inception")
+        warm = create_extractor("inception").load()
     assert warm.weights_origin == "cache" and warm.fingerprint == inception.FID_HELPER_SHA256
     data = bytearray(cache.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside a tensor: the header still parses

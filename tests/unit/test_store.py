@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ldbench.errors import UserError
 from ldbench.store import MANIFEST, Store
 
 
@@ -54,6 +55,26 @@ def test_builds_once_then_cache_hit(tmp_path):
     # a fresh Store on the same root (another run) finds it too
     third = Store(tmp_path).get_or_build("stage", "1", {"x": 1}, [], build)
     assert third.cached is True and build.calls == 1
+
+
+def test_before_first_build_runs_once_before_any_build_and_never_for_a_hit(tmp_path):
+    build = Builder()
+    Store(tmp_path).get_or_build("stage", "1", {"x": 1}, [], build)
+    store, calls = Store(tmp_path), []
+    store.before_first_build = lambda: calls.append(build.calls)
+    assert store.get_or_build("stage", "1", {"x": 1}, [], build).cached and calls == []  # a hit: no check
+    store.get_or_build("stage", "1", {"x": 2}, [], build)
+    store.get_or_build("stage", "1", {"x": 3}, [], build)
+    assert calls == [1] and build.calls == 3  # once, before the second build began
+
+    def refuse() -> None:
+        raise UserError("unknown classifier model 'resnet181'")
+
+    failing = Store(tmp_path / "other")
+    failing.before_first_build = refuse
+    with pytest.raises(UserError, match="resnet181"):
+        failing.get_or_build("stage", "1", {"x": 1}, [], build)
+    assert build.calls == 3 and leftovers(tmp_path / "other") == []  # refused before any work
 
 
 def test_key_depends_on_stage_version_config_and_upstream(tmp_path):
