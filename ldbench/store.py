@@ -51,7 +51,8 @@ class Store:
         # cache and must never quietly recompute a number).
         self.read_only = read_only
         # Called before this store's first build, then dropped: checks too costly for a run whose every stage
-        # is cached (ldbench.runner.run's preflight), which a cold run still passes before any work.
+        # is cached (ldbench.suite_checks.check_before_building, set by ldbench.runner.run), which any run
+        # that builds still passes before its work begins.
         self.before_first_build: Callable[[], None] | None = None
 
     def key(self, stage: str, version: str, config: object, upstream: list[str]) -> str:
