@@ -34,6 +34,7 @@ from ldbench.progress import console
 from ldbench.runner import pipeline, stages
 from ldbench.runner.graph import Node, Runtime, Stage, declare, execute
 from ldbench.store import Artifact, Store
+from ldbench.suite_checks import check_before_building
 
 CRITERIA = ("fd", "l1")
 MAX_GRID_POINTS = 201  # each δ of the grid is a fine-tune
@@ -151,6 +152,8 @@ def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, op
     ctx = stages.context(Store(cache_dir, device=opts.device, precision=opts.precision), quiet, opts.device,
                          opts.precision)
     extractor = _criterion_extractor(suite.evaluation, opts)
+    # the checks `run` makes before its first build (the extractor's network, the classifier's name)
+    ctx.store.before_first_build = lambda: check_before_building(suite, {suite.evaluation.extractors[0]: extractor})
     editor = Component("text2img", next((e.options for e in suite.editors if e.name == "text2img"), {}))
     tuned = dataclasses.replace(suite, datasets=(dataset_spec,), methods=(method_spec,), editors=(editor,))
     rt = Runtime(ctx, tuned, {suite.evaluation.extractors[0]: extractor})

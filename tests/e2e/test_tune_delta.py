@@ -45,3 +45,19 @@ def test_tune_delta_writes_the_curve_and_chooses_on_val(tmp_path, capsys, toy_ca
 def test_tune_delta_rejects_a_bad_grid(tmp_path, capsys):
     assert main(["tune-delta", "--grid=0.2:-0.2:0.05", "--cache-dir", str(tmp_path)]) == 2
     assert "LOW <= HIGH" in capsys.readouterr().err
+
+
+def test_tune_delta_refuses_weights_that_are_no_inception_before_any_work(tmp_path, capsys):
+    """A plain tensor file of other shapes passes the file checks (allowed unverified) and fails when the
+    network is built, which tune-delta does before its first build, as `run` does: nothing is built."""
+    import torch
+
+    weights = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, weights)
+    args = ["tune-delta", "--suite", "smoke", "--grid=0:0.1:0.1", "--quiet", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--inception-weights", str(weights), "--allow-unverified-weights",
+            "--set", "evaluation.extractors=[inception]"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other.pth" in err[0] and "not torch-fidelity Inception-v3 weights" in err[0]
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")] == []
