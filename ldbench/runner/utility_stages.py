@@ -97,7 +97,7 @@ def build_utility(rt, node, up: dict) -> Artifact:
     config = _protocol_key(evaluation, seed)
 
     def build(tmp: Path) -> dict:
-        from ldbench.classify import utility_protocol  # like real_arm
+        from ldbench.classify import utility_protocol  # imports scikit-learn and timm: only to build
 
         label, positive, train, test, y_train, y_test = _labelled_splits(data_art, evaluation, dataset)
         plan = stages.load_plan(gen_train)
