@@ -2,21 +2,24 @@
 for a given number of latent channels, against what ideal resolution losses score.
 
     python benchmarks/autoencoder_capacity.py --latent-channels 16 [--train-on natural] [--steps 4000] [--threads 2]
+        [--lr 2e-3] [--crops-per-image 64] [--grey-fraction 0]
 
 Trains an autoencoder exactly as the embedded base model's pretraining does (ldbench.models.tiny: the same
 natural-image crops, width, batch, steps, one-cycle learning rate and seed; only the number of latent channels
 differs, or with `--train-on` the images it learns from: a dataset's train split instead of the photos, or
-`natural-all`, the photos and the four others that installed packages carry) and scores the synth-brain and synth-cxr test splits through it as the run's `autoencoder` stage does
-(encoder mean, decoder, mean of the RGB channels; PSNR and SSIM per image, mean with a 95% bootstrap CI). The
-table also shows:
+`natural-all`, the photos and the four others that installed packages carry; with `--steps` and `--lr` the
+length and peak of its one-cycle schedule; with `--crops-per-image` how many crops it cuts from each photo;
+with `--grey-fraction` the share of crops turned grey) and scores the synth-brain and synth-cxr test splits
+through it as the run's `autoencoder` stage does (encoder mean, decoder, mean of the RGB channels; PSNR and
+SSIM per image, mean with a 95% bootstrap CI). The table also shows:
 
 - the shipped autoencoder (4 channels), loaded, not trained;
 - the test images with only what a lower resolution keeps: bicubic 2x down and up again (32 x 32 = 1024
   numbers per grey image, as many as 16 x 16 x 4 latents carry), and Gaussian blurs of 0.5, 0.7 and 1 px.
 
 `--latent-channels 4` retrains the shipped recipe itself (same seed and thread count as
-`ldbench pretrain-embedded`); 0 skips training and prints only the references. About 25 min per 4000 steps on
-2 CPU cores.
+`ldbench pretrain-embedded`); 0 skips training and prints only the references. 9.5 to 25 min per 4000 steps on
+2 CPU cores (2-core AMD EPYC, quiet and busy).
 """
 
 from __future__ import annotations
@@ -67,10 +70,20 @@ def other_packaged_photos() -> list[tuple[str, np.ndarray]]:
     return [(name, _to_rgb01(np.asarray(image))) for name, image in photos.items()]
 
 
-def trained_autoencoder(latent_channels: int, steps: int, train_on: str) -> tuple[Components, float]:
+def greyed(images: torch.Tensor, fraction: float) -> torch.Tensor:
+    """`images` (N, 3, H, W) with a random `fraction` of them (their own generator) replaced by their luminance
+    (ITU-R BT.601 weights) in all three channels, as a grey scan is fed to the autoencoder."""
+    chosen = torch.from_numpy(np.random.default_rng(1).random(len(images)) < fraction).view(-1, 1, 1, 1)
+    luminance = (images * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return torch.where(chosen, luminance.expand_as(images), images)
+
+
+def trained_autoencoder(latent_channels: int, steps: int, train_on: str, lr: float = 2e-3,
+                        crops_per_image: int = 64, grey_fraction: float = 0.0) -> tuple[Components, float]:
     """The embedded pretraining's autoencoder stage (pretrain_components' draws, in its order) with
-    `latent_channels` channels, on the natural crops or a dataset's train split: (components, seconds)."""
-    config = TinyModelConfig(vae_steps=steps)
+    `latent_channels` channels, on the natural crops (`grey_fraction` of them grey) or a dataset's train split:
+    (components, seconds)."""
+    config = TinyModelConfig(vae_steps=steps, vae_lr=lr, crops_per_image=crops_per_image)
     torch.manual_seed(config.seed)
     with tempfile.TemporaryDirectory() as tok:
         parts = build_components(Path(tok), seed=config.seed, vae_width=config.vae_width,
@@ -82,6 +95,7 @@ def trained_autoencoder(latent_channels: int, steps: int, train_on: str) -> tupl
     else:  # the crops draw from their own generator, so the training draws are the same either way
         photos = natural_images() + (other_packaged_photos() if train_on == "natural-all" else [])
         images, _ = natural_crops(config.crops_per_image, config.image_size, config.seed, photos)
+        images = greyed(images, grey_fraction) if grey_fraction else images
     gen = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
     _pretrain_autoencoder(parts.vae, images, config, gen, quiet=False)
@@ -122,15 +136,26 @@ def main() -> None:
                         help="the images the autoencoder learns from: natural (default), the embedded pretraining's "
                              "photos; natural-all, those and the 4 other photos installed packages carry; a "
                              "dataset's train split")
-    parser.add_argument("--steps", type=int, default=TinyModelConfig().vae_steps)
+    parser.add_argument("--steps", type=int, default=TinyModelConfig().vae_steps,
+                        help="length of the one-cycle schedule (default: the shipped model's)")
+    parser.add_argument("--lr", type=float, default=TinyModelConfig().vae_lr,
+                        help="peak of the one-cycle schedule (default: the shipped model's)")
+    parser.add_argument("--crops-per-image", type=int, default=TinyModelConfig().crops_per_image,
+                        help="crops cut from each photo (default: the shipped model's)")
+    parser.add_argument("--grey-fraction", type=float, default=0.0,
+                        help="share of the photo crops turned grey (default 0)")
     parser.add_argument("--threads", type=int, default=embedded_weights.PRETRAIN_THREADS)
     args = parser.parse_args()
+    if min(args.steps, args.crops_per_image) < 1 or args.lr <= 0 or not 0 <= args.grey_fraction <= 1:
+        parser.error("--steps and --crops-per-image must be at least 1, --lr above 0, --grey-fraction in [0, 1]")
     torch.set_num_threads(args.threads)
     tests = test_images()
     rows = {"shipped autoencoder (4 channels)": shipped_autoencoder()}
     if args.latent_channels:
-        parts, seconds = trained_autoencoder(args.latent_channels, args.steps, args.train_on)
-        rows[f"{args.latent_channels} channels, {args.steps} steps on {args.train_on} ({seconds:.0f} s)"] = parts
+        parts, seconds = trained_autoencoder(args.latent_channels, args.steps, args.train_on, args.lr,
+                                             args.crops_per_image, args.grey_fraction)
+        recipe = f"peak lr {args.lr:g}, {args.crops_per_image} crops per image, {args.grey_fraction:.0%} grey"
+        rows[f"{args.latent_channels} channels, {args.steps} steps on {args.train_on}, {recipe} ({seconds:.0f} s)"] = parts
     print(f"| reconstruction | {' | '.join(f'{name} (n = {len(im)})' for name, im in tests.items())} |")
     print("|---|" + "---|" * len(tests))
     for label, parts in rows.items():
