@@ -78,8 +78,9 @@ def greyed(images: torch.Tensor, fraction: float) -> torch.Tensor:
     return torch.where(chosen, luminance.expand_as(images), images)
 
 
-def trained_autoencoder(latent_channels: int, steps: int, train_on: str, lr: float = 2e-3,
-                        crops_per_image: int = 64, grey_fraction: float = 0.0) -> tuple[Components, float]:
+def trained_autoencoder(latent_channels: int, steps: int, train_on: str, lr: float = TinyModelConfig.vae_lr,
+                        crops_per_image: int = TinyModelConfig.crops_per_image,
+                        grey_fraction: float = 0.0) -> tuple[Components, float]:
     """The embedded pretraining's autoencoder stage (pretrain_components' draws, in its order) with
     `latent_channels` channels, on the natural crops (`grey_fraction` of them grey) or a dataset's train split:
     (components, seconds)."""
@@ -95,7 +96,7 @@ def trained_autoencoder(latent_channels: int, steps: int, train_on: str, lr: flo
     else:  # the crops draw from their own generator, so the training draws are the same either way
         photos = natural_images() + (other_packaged_photos() if train_on == "natural-all" else [])
         images, _ = natural_crops(config.crops_per_image, config.image_size, config.seed, photos)
-        images = greyed(images, grey_fraction) if grey_fraction else images
+        images = greyed(images, grey_fraction)
     gen = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
     _pretrain_autoencoder(parts.vae, images, config, gen, quiet=False)
@@ -136,11 +137,11 @@ def main() -> None:
                         help="the images the autoencoder learns from: natural (default), the embedded pretraining's "
                              "photos; natural-all, those and the 4 other photos installed packages carry; a "
                              "dataset's train split")
-    parser.add_argument("--steps", type=int, default=TinyModelConfig().vae_steps,
+    parser.add_argument("--steps", type=int, default=TinyModelConfig.vae_steps,
                         help="length of the one-cycle schedule (default: the shipped model's)")
-    parser.add_argument("--lr", type=float, default=TinyModelConfig().vae_lr,
+    parser.add_argument("--lr", type=float, default=TinyModelConfig.vae_lr,
                         help="peak of the one-cycle schedule (default: the shipped model's)")
-    parser.add_argument("--crops-per-image", type=int, default=TinyModelConfig().crops_per_image,
+    parser.add_argument("--crops-per-image", type=int, default=TinyModelConfig.crops_per_image,
                         help="crops cut from each photo (default: the shipped model's)")
     parser.add_argument("--grey-fraction", type=float, default=0.0,
                         help="share of the photo crops turned grey (default 0)")

@@ -151,12 +151,12 @@ def tune_delta(suite: Suite, dataset_spec: Component, method_spec: Component, op
     use_device(opts.device)
     ctx = stages.context(Store(cache_dir, device=opts.device, precision=opts.precision), quiet, opts.device,
                          opts.precision)
-    extractor = _criterion_extractor(suite.evaluation, opts)
+    extractors = {suite.evaluation.extractors[0]: _criterion_extractor(suite.evaluation, opts)}
     # the checks `run` makes before its first build (the extractor's network, the classifier's name)
-    ctx.store.before_first_build = lambda: check_before_building(suite, {suite.evaluation.extractors[0]: extractor})
+    ctx.store.before_first_build = lambda: check_before_building(suite, extractors)
     editor = Component("text2img", next((e.options for e in suite.editors if e.name == "text2img"), {}))
     tuned = dataclasses.replace(suite, datasets=(dataset_spec,), methods=(method_spec,), editors=(editor,))
-    rt = Runtime(ctx, tuned, {suite.evaluation.extractors[0]: extractor})
+    rt = Runtime(ctx, tuned, extractors)
     val = _validation_split(rt, dataset_spec)
     rt.suite = dataclasses.replace(tuned, evaluation=dataclasses.replace(
         suite.evaluation, kid_subset_size=min(suite.evaluation.kid_subset_size, len(val))))
