@@ -17,9 +17,8 @@ SSIM per image, mean with a 95% bootstrap CI). The table also shows:
 - with `--refine-steps N`, each autoencoder's decoder from a better latent than its encoder's: the encoder's
   mean refined by N Adam steps on the decoder's squared error against the scan itself. A lower bound on what
   the decoder can show of a scan, so its gain over the encoder's latent is a lower bound on what the
-  encoder's domain gap costs (the run's
-  `autoencoder` stage and every generated image use the encoder and the decoder as they are; about 5 s per
-  step for synth-brain's 120 test scans on 2 CPU cores);
+  encoder's domain gap costs (the run's `autoencoder` stage and every generated image use the encoder and the
+  decoder as they are; about 5 s per step for synth-brain's 120 test scans on 2 CPU cores);
 - the test images with only what a lower resolution keeps: bicubic 2x down and up again (32 x 32 = 1024
   numbers per grey image, as many as 16 x 16 x 4 latents carry), and Gaussian blurs of 0.5, 0.7 and 1 px.
 
@@ -129,7 +128,7 @@ def refined(parts: Components, images: np.ndarray, steps: int, lr: float = REFIN
     target = torch.from_numpy(images)
     latents = encode_images(parts, target).detach().requires_grad_(True)
     opt = torch.optim.Adam([latents], lr=lr)
-    for _ in range(steps):
+    for _ in range(steps):  # decode_latents' read-out without its clamp, so saturated pixels still pull
         decoded = vae.decode(latents / vae.config.scaling_factor).sample.add(1).div(2).mean(dim=1)
         loss = F.mse_loss(decoded, target)
         opt.zero_grad(set_to_none=True)
